@@ -243,7 +243,7 @@ type Options struct {
 
 // Hooks are optional callbacks for connection events.
 type Hooks struct {
-	OnReconnect func(url string)
+	OnReconnect  func(url string)
 	OnDisconnect func(err error)
 }
 
