@@ -1,0 +1,142 @@
+package worker
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/celeriac/celeriac/internal/clock"
+)
+
+// etaHolder keeps tasks whose ETA is in the future until they are due,
+// without blocking other work: one timer for the earliest task, and the
+// broker's prefetch raised by the number held (as Celery does) so held
+// messages don't starve the worker of new ones.
+type etaHolder struct {
+	w       *Worker
+	mu      sync.Mutex
+	h       etaHeap
+	timer   clock.Timer
+	timerAt time.Time
+	stopped bool
+}
+
+func newETAHolder(w *Worker) *etaHolder { return &etaHolder{w: w} }
+
+func (e *etaHolder) hold(j *job) {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		e.w.requeue(j)
+		return
+	}
+	heap.Push(&e.h, j)
+	n := len(e.h)
+	e.rearmLocked()
+	e.mu.Unlock()
+	e.w.setPrefetch(n)
+}
+
+// rearmLocked points the timer at the earliest ETA.
+func (e *etaHolder) rearmLocked() {
+	if len(e.h) == 0 {
+		if e.timer != nil {
+			e.timer.Stop()
+			e.timer = nil
+		}
+		return
+	}
+	at := *e.h[0].t.ETA
+	if e.timer != nil && e.timerAt.Equal(at) {
+		return
+	}
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.timerAt = at
+	e.timer = e.w.clock.AfterFunc(at.Sub(e.w.now()), e.fire)
+}
+
+// fire releases every due task to the run queue.
+func (e *etaHolder) fire() {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return
+	}
+	now := e.w.now()
+	var due []*job
+	for len(e.h) > 0 && !e.h[0].t.ETA.After(now) {
+		due = append(due, heap.Pop(&e.h).(*job))
+	}
+	e.timer = nil
+	e.rearmLocked()
+	n := len(e.h)
+	e.mu.Unlock()
+	for _, j := range due {
+		e.w.schedule(j)
+	}
+	if len(due) > 0 {
+		e.w.setPrefetch(n)
+	}
+}
+
+// len reports how many tasks are held.
+func (e *etaHolder) len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.h)
+}
+
+// snapshot lists the held jobs (for remote control's "scheduled").
+func (e *etaHolder) snapshot() []*job {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]*job(nil), e.h...)
+}
+
+// stop returns every held task to the broker (they keep their ETA).
+func (e *etaHolder) stop() {
+	e.mu.Lock()
+	e.stopped = true
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	held := e.h
+	e.h = nil
+	e.mu.Unlock()
+	for _, j := range held {
+		e.w.requeue(j)
+	}
+}
+
+// setPrefetch makes room for held messages above the normal prefetch.
+func (w *Worker) setPrefetch(held int) {
+	w.mu.Lock()
+	c := w.consumer
+	w.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.SetPrefetch(ctx, w.prefetch()+held); err != nil {
+		w.log.Warn("raising prefetch for held ETA tasks failed", "error", err)
+	}
+}
+
+type etaHeap []*job
+
+func (h etaHeap) Len() int           { return len(h) }
+func (h etaHeap) Less(i, j int) bool { return h[i].t.ETA.Before(*h[j].t.ETA) }
+func (h etaHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *etaHeap) Push(x any)        { *h = append(*h, x.(*job)) }
+func (h *etaHeap) Pop() any {
+	old := *h
+	n := len(old)
+	x := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	return x
+}
