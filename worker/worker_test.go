@@ -556,4 +556,3 @@ func TestConfigValidation(t *testing.T) {
 		t.Error("duplicate registration accepted")
 	}
 }
-
