@@ -7,6 +7,7 @@ package memory
 
 import (
 	"context"
+	"net/url"
 	"sync"
 
 	"github.com/celeriac/celeriac/broker"
@@ -14,8 +15,30 @@ import (
 
 func init() {
 	broker.RegisterBackend(func(ctx context.Context, rawURL string, opts broker.BackendOptions) (broker.ResultBackend, error) {
-		return New(), nil
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return Named(u.Host + u.Path), nil
 	}, "memory")
+}
+
+var (
+	namedMu sync.Mutex
+	named   = map[string]*Backend{}
+)
+
+// Named returns the process-wide backend of that name, creating it; URLs
+// memory://NAME open it, so a worker and a producer in one process share it.
+func Named(name string) *Backend {
+	namedMu.Lock()
+	defer namedMu.Unlock()
+	b, ok := named[name]
+	if !ok {
+		b = New()
+		named[name] = b
+	}
+	return b
 }
 
 var _ broker.ResultBackend = (*Backend)(nil)

@@ -1,0 +1,8 @@
+package main
+
+// The transports and result backends the binary can open, chosen by URL
+// scheme at run time.
+import (
+	_ "github.com/celeriac/celeriac/backend/memory"
+	_ "github.com/celeriac/celeriac/broker/memory"
+)

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testEnv returns an env with captured output and the given environment.
+func testEnv(vars map[string]string) (*env, *syncBuffer, *syncBuffer) {
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	return &env{stdout: out, stderr: errOut, getenv: func(k string) string { return vars[k] }}, out, errOut
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestWorkerFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, f *workerFlags)
+		wantErr string
+	}{
+		{"defaults", nil, nil, func(t *testing.T, f *workerFlags) {
+			if f.conn.brokerURL != defaultBrokerURL || f.conn.backendURL != "" || f.queues != "celery" || f.prefetch != 4 {
+				t.Errorf("%+v", f)
+			}
+		}, ""},
+		{"env", nil, map[string]string{"CELERY_BROKER_URL": "amqp://x//", "CELERY_RESULT_BACKEND": "redis://y/1"}, func(t *testing.T, f *workerFlags) {
+			if f.conn.brokerURL != "amqp://x//" || f.conn.backendURL != "redis://y/1" {
+				t.Errorf("%+v", f.conn)
+			}
+		}, ""},
+		{"celery short flags", []string{"-b", "amqp://a//;amqp://b//", "-Q", "high,low", "-c", "8", "-n", "w1@%h", "-l", "debug"}, nil, func(t *testing.T, f *workerFlags) {
+			qs := f.queueDecls()
+			if f.concurrency != 8 || len(qs) != 2 || qs[1].Name != "low" || !strings.HasPrefix(f.hostname, "w1@") || f.conn.logLevel != "debug" {
+				t.Errorf("%+v", f)
+			}
+		}, ""},
+		{"long flags", []string{"--broker", "amqp://a//", "--queues", "q", "--concurrency", "2", "--max-priority", "10"}, nil, func(t *testing.T, f *workerFlags) {
+			if q := f.queueDecls()[0]; q.Args["x-max-priority"] != 10 {
+				t.Errorf("queue %+v", q)
+			}
+		}, ""},
+		{"bad concurrency", []string{"-c", "0"}, nil, nil, "--concurrency"},
+		{"bad prefetch", []string{"--prefetch-multiplier", "0"}, nil, nil, "--prefetch-multiplier"},
+		{"empty queues", []string{"-Q", " , "}, nil, nil, "--queues"},
+		{"stray argument", []string{"extra"}, nil, nil, "usage"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _, _ := testEnv(tc.env)
+			var f workerFlags
+			err := f.parse(e, tc.args)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, &f)
+		})
+	}
+}
+
+func TestWorkerRejectsBadConfigAtStartup(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-b", "nope://x"}, "unknown URL scheme"},
+		{[]string{"-b", "memory://x", "-l", "loud"}, "--loglevel"},
+		{[]string{"-b", "memory://x", "--log-format", "xml"}, "--log-format"},
+		{[]string{"-b", "memory://x", "-n", "w@%q"}, "Hostname"},
+		{[]string{"-b", "memory://x", "--serializer", "pickle"}, "--serializer"},
+		{[]string{"-b", "memory://x", "--result-backend", "what://x"}, "unknown result backend scheme"},
+	} {
+		e, _, _ := testEnv(nil)
+		err := runWorker(context.Background(), e, tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestParseTaskArgs(t *testing.T) {
+	args, kwargs, err := parseTaskArgs([]string{"2", `"x"`, "[1, 2]", "-1.5"}, `{"k": null}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(args) != 4 || args[1] != "x" || args[3] != -1.5 || kwargs["k"] != nil {
+		t.Fatalf("%v %v", args, kwargs)
+	}
+	if _, _, err := parseTaskArgs([]string{"hello"}, ""); err == nil || !strings.Contains(err.Error(), "quote strings") {
+		t.Errorf("bare word accepted: %v", err)
+	}
+	if _, _, err := parseTaskArgs(nil, "[1]"); err == nil {
+		t.Error("non-object --kwargs accepted")
+	}
+}
+
+// TestWorkerAndSendEndToEnd runs `celeriac worker` and `celeriac send` in
+// one process over the in-memory transport and backend.
+func TestWorkerAndSendEndToEnd(t *testing.T) {
+	vars := map[string]string{"CELERY_BROKER_URL": "memory://cli-e2e", "CELERY_RESULT_BACKEND": "memory://cli-e2e"}
+	ctx, cancel := context.WithCancel(context.Background())
+	e, _, werr := testEnv(vars)
+	done := make(chan error)
+	go func() { done <- runWorker(ctx, e, []string{"-c", "2", "-Q", "cli"}) }()
+	waitFor(t, func() bool { return strings.Contains(werr.String(), "worker ready") })
+
+	se, out, _ := testEnv(vars)
+	if err := run(context.Background(), se, []string{"send", "celeriac.add", "2", "3", "--queue", "cli", "--wait", "--timeout", "10s"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out.String()) != "5" {
+		t.Fatalf("send printed %q, want 5", out.String())
+	}
+	se, _, _ = testEnv(vars)
+	err := run(context.Background(), se, []string{"send", "celeriac.fail", `"boom"`, "--queue", "cli", "--wait"})
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("failed task: err = %v, want the task's message", err)
+	}
+	se, out, _ = testEnv(vars)
+	if err := run(context.Background(), se, []string{"send", "celeriac.noop", "--queue", "cli", "--count", "200", "--wait"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "published 200 tasks") || !strings.Contains(out.String(), "finished 200 tasks (0 failed)") {
+		t.Fatalf("output %q", out.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(werr.String(), "worker stopped") {
+		t.Errorf("worker log lacks the stop line:\n%s", werr.String())
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met before the deadline")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	e, _, errOut := testEnv(nil)
+	if err := run(context.Background(), e, []string{"frobnicate"}); !errors.Is(err, errUsage) {
+		t.Fatalf("err = %v", err)
+	}
+	if !strings.Contains(errOut.String(), "unknown command") {
+		t.Error(errOut.String())
+	}
+}
