@@ -15,13 +15,13 @@ func (w *Worker) admit(j *job) bool {
 		w.reject(j, false, "task not registered: "+j.t.Name)
 		return false
 	}
-	return w.checkExpired(j)
+	return w.checkRevoked(j) && w.checkExpired(j)
 }
 
 // admitBeforeRun repeats the time-dependent checks just before execution:
 // a task can expire while it waits for its ETA or a free slot.
 func (w *Worker) admitBeforeRun(j *job) bool {
-	return w.checkExpired(j)
+	return w.checkRevoked(j) && w.checkExpired(j)
 }
 
 func (w *Worker) checkExpired(j *job) bool {

@@ -26,6 +26,8 @@ type job struct {
 	settled bool
 	// earlyAcked: acknowledged before running (AckEarly tasks).
 	earlyAcked bool
+	// cancel cancels the running task's context (revoke with terminate).
+	cancel context.CancelCauseFunc
 }
 
 // id and name are safe on jobs whose message could not be decoded.
@@ -84,8 +86,12 @@ func (w *Worker) decode(j *job) bool {
 	return true
 }
 
-// schedule queues a due task to run when a slot is free.
+// schedule queues a due task to run when a slot is free, after its rate
+// limit allows it.
 func (w *Worker) schedule(j *job) {
+	if w.throttle(j) {
+		return
+	}
 	w.runq.push(j)
 }
 

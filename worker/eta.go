@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/celeriac/celeriac/broker"
 	"github.com/celeriac/celeriac/internal/clock"
 )
 
@@ -13,6 +14,15 @@ import (
 // without blocking other work: one timer for the earliest task, and the
 // broker's prefetch raised by the number held (as Celery does) so held
 // messages don't starve the worker of new ones.
+//
+// Unlike Celery, memory stays bounded: a task due later than the hold
+// horizon (Config.ETAHoldHorizon), or arriving while ETAHoldLimit tasks are
+// already held, is parked in the broker instead — republished with
+// PublishAt to come back to its queue shortly before its ETA (parkMargin),
+// and its original message acked. Parked messages cost the worker nothing,
+// survive worker restarts, and are never redelivered early by a visibility
+// timeout or killed by RabbitMQ's consumer_timeout. Back in the queue, the
+// task is held in memory for its last seconds and starts on time.
 type etaHolder struct {
 	w       *Worker
 	mu      sync.Mutex
@@ -24,12 +34,24 @@ type etaHolder struct {
 
 func newETAHolder(w *Worker) *etaHolder { return &etaHolder{w: w} }
 
+// parkMargin is how long before its ETA a parked task comes back; it
+// covers the delay queues' one-second resolution and broker latency.
+const parkMargin = 2 * time.Second
+
 func (e *etaHolder) hold(j *job) {
+	delay := j.t.ETA.Sub(e.w.now())
 	e.mu.Lock()
 	if e.stopped {
 		e.mu.Unlock()
 		e.w.requeue(j)
 		return
+	}
+	if delay > e.w.cfg.ETAHoldHorizon || (len(e.h) >= e.w.cfg.ETAHoldLimit && delay > parkMargin+time.Second) {
+		e.mu.Unlock()
+		if e.w.park(j) {
+			return
+		}
+		e.mu.Lock()
 	}
 	heap.Push(&e.h, j)
 	n := len(e.h)
@@ -109,6 +131,29 @@ func (e *etaHolder) stop() {
 	for _, j := range held {
 		e.w.requeue(j)
 	}
+}
+
+// park republishes j to come back shortly before its ETA and acks the
+// original. It reports false (the caller holds the task instead) if the
+// broker refused; a crash between the publish and the ack leaves two
+// copies, which the exactly-once guard collapses.
+func (w *Worker) park(j *job) bool {
+	at := j.t.ETA.Add(-parkMargin)
+	queue, exchange, rk := retryRoute(j)
+	if exchange == "" {
+		rk = queue
+	}
+	ctx, cancel := settleCtx()
+	defer cancel()
+	err := w.cfg.Broker.PublishAt(ctx, broker.Publishing{Exchange: exchange, RoutingKey: rk, Message: j.d.Message}, at)
+	if err != nil {
+		w.log.Warn("parking an ETA task in the broker failed; holding it in memory", logTaskID, j.t.ID, logTask, j.name(), "error", err)
+		return false
+	}
+	w.parked.Add(1)
+	w.log.Debug("ETA task parked in the broker", logTaskID, j.t.ID, logTask, j.name(), "eta", j.t.ETA, "back_at", at)
+	w.ack(j)
+	return true
 }
 
 // setPrefetch makes room for held messages above the normal prefetch.

@@ -89,6 +89,7 @@ func (w *Worker) execute(j *job) *outcome {
 	req := &Request{Task: j.t, Hostname: w.hostname, Queue: j.d.Queue, Redelivered: j.d.Redelivered, Worker: w}
 	ctx, cancel := context.WithCancelCause(w.taskCtx)
 	defer cancel(context.Canceled)
+	j.cancel = cancel
 	ctx = context.WithValue(ctx, requestKey{}, req)
 	soft, hard := w.limits(j)
 	if soft > 0 {
@@ -169,6 +170,11 @@ func (e *panicError) CeleryException() *broker.ExceptionInfo {
 func (w *Worker) classify(ctx context.Context, j *job, out *outcome) {
 	if out.err == nil {
 		out.state = broker.StateSuccess
+		return
+	}
+	if errors.Is(context.Cause(ctx), ErrTerminated) {
+		out.state = broker.StateRevoked
+		out.exc = broker.ExcRevoked("terminated")
 		return
 	}
 	if w.classifyControl(j, out) {

@@ -92,6 +92,10 @@ func (w *Worker) complete(j *job, out *outcome) {
 		w.sendErrbacks(j, out)
 		w.chordPartDone(j, out)
 		w.obs.failed(j, out)
+	case broker.StateRevoked:
+		w.storeState(j, broker.StateRevoked, out.exc.ToMap(), nil, true)
+		w.chordPartDone(j, out)
+		w.obs.revoked(j, "terminated", false)
 	case broker.StateRetry:
 		if err := w.retry(j, out); err != nil {
 			// The task must not be lost: leave it to the broker.

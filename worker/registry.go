@@ -21,6 +21,8 @@ type registered struct {
 	hardLimit    time.Duration
 	maxRetries   *int // nil: Celery's default 3; negative: unlimited
 	retryDelay   time.Duration
+	rateLimit    string
+	autoRetry    *AutoRetryPolicy
 }
 
 // TaskOption sets a per-task option at registration.
@@ -100,6 +102,11 @@ func (w *Worker) Register(name string, h Handler, opts ...TaskOption) error {
 	}
 	if _, dup := w.tasks[name]; dup {
 		return fmt.Errorf("worker: task %q registered twice", name)
+	}
+	if r.rateLimit != "" {
+		if err := w.rates.set(name, r.rateLimit); err != nil {
+			return err
+		}
 	}
 	w.tasks[name] = r
 	return nil

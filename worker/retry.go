@@ -71,8 +71,105 @@ func Reject(reason string, requeue bool) error { return &RejectError{Requeue: re
 // ErrIgnore acks the message and stores nothing, as Celery's Ignore.
 var ErrIgnore = errors.New("worker: ignore task")
 
+// AutoRetryPolicy retries a task automatically when it fails with a
+// matching error, as Celery's autoretry_for with retry_backoff does.
+type AutoRetryPolicy struct {
+	// For selects the errors to retry; nil retries every error.
+	// See RetryOn and RetryOnType.
+	For func(error) bool
+	// MaxRetries bounds the retries (0: the task's MaxRetries, default 3;
+	// negative: forever). Once exhausted the task fails with the last error.
+	MaxRetries int
+	// Backoff is the first delay of an exponential backoff (delay =
+	// Backoff × 2^retries, capped at BackoffMax); zero uses the task's
+	// DefaultRetryDelay for every retry.
+	Backoff time.Duration
+	// BackoffMax caps the backoff. Default 10 minutes (Celery's 600 s).
+	BackoffMax time.Duration
+	// NoJitter turns off full jitter (a uniformly random delay between 0
+	// and the backoff), which Celery applies by default.
+	NoJitter bool
+}
+
+// AutoRetry retries the task by policy when it fails.
+func AutoRetry(p AutoRetryPolicy) TaskOption {
+	return func(r *registered) error {
+		if p.Backoff < 0 || p.BackoffMax < 0 {
+			return errors.New("AutoRetry: negative backoff")
+		}
+		if p.BackoffMax == 0 {
+			p.BackoffMax = 10 * time.Minute
+		}
+		r.autoRetry = &p
+		return nil
+	}
+}
+
+// RetryOn matches errors that are (errors.Is) one of targets.
+func RetryOn(targets ...error) func(error) bool {
+	return func(err error) bool {
+		for _, t := range targets {
+			if errors.Is(err, t) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// RetryOnType matches errors that have an error of type T in their chain.
+func RetryOnType[T error]() func(error) bool {
+	return func(err error) bool {
+		var target T
+		return errors.As(err, &target)
+	}
+}
+
+// autoRetry turns a matching failure into a RetryError per the task's policy.
+func (w *Worker) autoRetry(j *job, out *outcome) {
+	p := j.reg.autoRetry
+	if p == nil || out.err == nil || out.exc != nil { // hard time limits are not retried
+		return
+	}
+	var re *RetryError
+	var rj *RejectError
+	if errors.As(out.err, &re) || errors.As(out.err, &rj) || errors.Is(out.err, ErrIgnore) {
+		return
+	}
+	if p.For != nil && !p.For(out.err) {
+		return
+	}
+	r := &RetryError{Err: out.err}
+	if p.MaxRetries != 0 {
+		m := p.MaxRetries
+		r.MaxRetries = &m
+	}
+	if p.Backoff > 0 {
+		r.Countdown = backoff(p, j.t.Retries, w.random)
+		if r.Countdown == 0 {
+			r.Countdown = time.Nanosecond // "now", not the default delay
+		}
+	}
+	out.err = r
+}
+
+// backoff is Celery's get_exponential_backoff_interval with full jitter.
+func backoff(p *AutoRetryPolicy, retries int, random func(int64) int64) time.Duration {
+	d := p.BackoffMax
+	if retries < 62 {
+		if x := p.Backoff << retries; x > 0 && x < d && x>>retries == p.Backoff {
+			d = x
+		}
+	}
+	if !p.NoJitter {
+		d = time.Duration(random(int64(d) + 1))
+	}
+	return d
+}
+
 // classifyControl handles the control-flow errors; it reports whether it did.
 func (w *Worker) classifyControl(j *job, out *outcome) bool {
+	w.autoRetry(j, out)
 	var rj *RejectError
 	var re *RetryError
 	switch {

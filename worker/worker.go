@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strings"
@@ -63,6 +64,16 @@ type Config struct {
 	// Serializer for messages the worker sends (retries, callbacks):
 	// "json" (default) or "msgpack".
 	Serializer string
+	// ETAHoldHorizon: a task whose ETA is further away than this is parked
+	// in the broker (see PublishAt) rather than held in worker memory.
+	// Default 30 s.
+	ETAHoldHorizon time.Duration
+	// ETAHoldLimit bounds how many ETA tasks are held in memory; beyond it
+	// new ones are parked even inside the horizon. Default 10,000.
+	ETAHoldLimit int
+	// Revoked persists revocations; nil uses the Backend if it is a
+	// RevokedStore (the Redis backend is), else memory only.
+	Revoked RevokedStore
 	// Logger receives one line per task outcome and worker events; nil
 	// discards.
 	Logger *slog.Logger
@@ -85,7 +96,11 @@ type Worker struct {
 	consumer broker.Consumer
 	runq     *runQueue
 	eta      *etaHolder
+	rates    *rateLimits
+	revoked  *revokedSet
 	obs      observers
+
+	revokedStore RevokedStore
 
 	wg       sync.WaitGroup // consume loop and pool goroutines
 	tasksWG  sync.WaitGroup // every handler goroutine, abandoned ones included
@@ -96,6 +111,8 @@ type Worker struct {
 	stopped  chan struct{}      // closed when consuming has stopped
 
 	processed atomic.Int64
+	parked    atomic.Int64
+	random    func(n int64) int64 // [0, n); jitter
 }
 
 const (
@@ -138,6 +155,15 @@ func New(cfg Config) (*Worker, error) {
 	default:
 		return nil, fmt.Errorf("worker: Config.Serializer %q: use json or msgpack", cfg.Serializer)
 	}
+	if cfg.ETAHoldHorizon < 0 || cfg.ETAHoldLimit < 0 {
+		return nil, errors.New("worker: Config.ETAHoldHorizon and Config.ETAHoldLimit must not be negative")
+	}
+	if cfg.ETAHoldHorizon == 0 {
+		cfg.ETAHoldHorizon = 30 * time.Second
+	}
+	if cfg.ETAHoldLimit == 0 {
+		cfg.ETAHoldLimit = 10000
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -154,6 +180,9 @@ func New(cfg Config) (*Worker, error) {
 		clock:    cfg.Clock,
 		hostname: host,
 		tasks:    map[string]*registered{},
+		rates:    newRateLimits(),
+		revoked:  newRevokedSet(),
+		random:   rand.Int64N,
 		stopped:  make(chan struct{}),
 	}
 	w.producer, err = broker.NewProducer(broker.ProducerConfig{
@@ -165,6 +194,10 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w.obs = observers{&logObserver{log: w.log}}
+	w.revokedStore = cfg.Revoked
+	if rs, ok := cfg.Backend.(RevokedStore); ok && w.revokedStore == nil {
+		w.revokedStore = rs
+	}
 	return w, nil
 }
 
@@ -243,6 +276,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.state = stateRunning
 	w.mu.Unlock()
 
+	w.loadRevoked(ctx)
 	c, err := w.cfg.Broker.Consume(ctx, broker.ConsumeOptions{
 		Queues: w.cfg.Queues, Prefetch: w.prefetch(), Tag: w.hostname,
 	})
@@ -317,6 +351,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	w.stopConsuming()
 	close(w.stopped)
 	w.eta.stop()
+	w.rates.stop(w)
 	w.runq.close()
 
 	done := make(chan struct{})

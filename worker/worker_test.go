@@ -279,7 +279,8 @@ func TestExpiredIsRevoked(t *testing.T) {
 func TestETAHeldUntilDue(t *testing.T) {
 	start := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	fake := clock.NewFake(start)
-	e := newEnv(t, func(c *worker.Config) { c.Clock = fake })
+	// Inside the hold horizon the task is held in memory.
+	e := newEnv(t, func(c *worker.Config) { c.Clock = fake; c.ETAHoldHorizon = 2 * time.Hour })
 	var ran atomic.Int64
 	e.w.MustRegister("tasks.mark", worker.Func(func() { ran.Add(1) }))
 	e.start()
