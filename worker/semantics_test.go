@@ -107,7 +107,10 @@ func TestETATasksParkedInBroker(t *testing.T) {
 	r := e.send("tasks.later", nil, nil, broker.WithETA(eta))
 	// The original message is acked at once: the task lives in the broker.
 	e.waitQueue(0)
-	waitFor(t, func() bool { info, _ := e.client.Inspect(context.Background(), e.queue); return info.Messages == 0 && e.w.Processed() == 0 })
+	waitFor(t, func() bool {
+		info, _ := e.client.Inspect(context.Background(), e.queue)
+		return info.Messages == 0 && e.w.Processed() == 0
+	})
 	m := e.wait(r)
 	late := time.Duration(ranAt.Load() - eta.UnixNano())
 	if m.Status != broker.StateSuccess || ran.Load() != 1 || late < 0 || late > 100*time.Millisecond {
