@@ -74,7 +74,9 @@ func exceptionOf(err error) *broker.ExceptionInfo {
 // limits returns the soft and hard time limits for j: the message's
 // timelimit header wins over the task's registered defaults.
 func (w *Worker) limits(j *job) (soft, hard time.Duration) {
+	j.reg.limitsMu.Lock()
 	soft, hard = j.reg.softLimit, j.reg.hardLimit
+	j.reg.limitsMu.Unlock()
 	if d := j.t.SoftTimeLimit(); d > 0 {
 		soft = d
 	}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 )
 
 // observer is told about each step of a task's life. Logging, Celery
@@ -113,3 +114,27 @@ func (l *logObserver) rejected(j *job, reason string) {}
 func (l *logObserver) ignored(j *job) {
 	l.log.Info("task ignored", logTaskID, j.t.ID, logTask, j.name(), logState, "IGNORED")
 }
+
+// counter is a per-task-name count for stats' "total".
+type counter struct{ n atomic.Int64 }
+
+// totalsObserver counts finished tasks per name, as Celery's total_count.
+type totalsObserver struct{ w *Worker }
+
+func (o totalsObserver) count(j *job) {
+	v, _ := o.w.totals.LoadOrStore(j.t.Name, &counter{})
+	v.(*counter).n.Add(1)
+}
+
+func (o totalsObserver) received(j *job) {}
+func (o totalsObserver) started(j *job)  {}
+func (o totalsObserver) succeeded(j *job, out *outcome) {
+	o.count(j)
+}
+func (o totalsObserver) failed(j *job, out *outcome) { o.count(j) }
+func (o totalsObserver) retried(j *job, out *outcome) {
+	o.count(j)
+}
+func (o totalsObserver) revoked(j *job, reason string, expired bool) {}
+func (o totalsObserver) rejected(j *job, reason string)              {}
+func (o totalsObserver) ignored(j *job)                              { o.count(j) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/celeriac/celeriac/broker"
@@ -12,6 +13,7 @@ import (
 
 // registered is a task name with its handler and per-task options.
 type registered struct {
+	limitsMu     sync.Mutex // softLimit, hardLimit change at run time
 	name         string
 	h            Handler
 	ackEarly     bool

@@ -74,6 +74,14 @@ type Config struct {
 	// Revoked persists revocations; nil uses the Backend if it is a
 	// RevokedStore (the Redis backend is), else memory only.
 	Revoked RevokedStore
+	// TaskEvents sends task-* events (Celery's -E / worker_send_task_events);
+	// they can also be switched on at run time by remote control.
+	TaskEvents bool
+	// HeartbeatInterval is how often worker-heartbeat is sent. Default 2 s
+	// (Celery's); negative disables heartbeats (--without-heartbeat).
+	HeartbeatInterval time.Duration
+	// WithoutControl disables remote control (the pidbox consumer).
+	WithoutControl bool
 	// Logger receives one line per task outcome and worker events; nil
 	// discards.
 	Logger *slog.Logger
@@ -101,6 +109,12 @@ type Worker struct {
 	obs      observers
 
 	revokedStore RevokedStore
+	events       *events
+	control      *control
+	totals       sync.Map // task name -> *counter
+	startedAt    time.Time
+	shutdownReq  chan struct{}
+	shutdownOnce sync.Once
 
 	wg       sync.WaitGroup // consume loop and pool goroutines
 	tasksWG  sync.WaitGroup // every handler goroutine, abandoned ones included
@@ -155,6 +169,12 @@ func New(cfg Config) (*Worker, error) {
 	default:
 		return nil, fmt.Errorf("worker: Config.Serializer %q: use json or msgpack", cfg.Serializer)
 	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 2 * time.Second
+	}
+	if cfg.HeartbeatInterval < 0 {
+		cfg.HeartbeatInterval = 0
+	}
 	if cfg.ETAHoldHorizon < 0 || cfg.ETAHoldLimit < 0 {
 		return nil, errors.New("worker: Config.ETAHoldHorizon and Config.ETAHoldLimit must not be negative")
 	}
@@ -175,15 +195,16 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{
-		cfg:      cfg,
-		log:      cfg.Logger.With(slog.String("worker", host)),
-		clock:    cfg.Clock,
-		hostname: host,
-		tasks:    map[string]*registered{},
-		rates:    newRateLimits(),
-		revoked:  newRevokedSet(),
-		random:   rand.Int64N,
-		stopped:  make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger.With(slog.String("worker", host)),
+		clock:       cfg.Clock,
+		hostname:    host,
+		tasks:       map[string]*registered{},
+		rates:       newRateLimits(),
+		revoked:     newRevokedSet(),
+		random:      rand.Int64N,
+		stopped:     make(chan struct{}),
+		shutdownReq: make(chan struct{}),
 	}
 	w.producer, err = broker.NewProducer(broker.ProducerConfig{
 		Broker: cfg.Broker, Backend: cfg.Backend, Serializer: cfg.Serializer,
@@ -193,7 +214,8 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.obs = observers{&logObserver{log: w.log}}
+	w.events = newEvents(w)
+	w.obs = observers{&logObserver{log: w.log}, eventObserver{w.events}, totalsObserver{w}}
 	w.revokedStore = cfg.Revoked
 	if rs, ok := cfg.Backend.(RevokedStore); ok && w.revokedStore == nil {
 		w.revokedStore = rs
@@ -276,16 +298,30 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.state = stateRunning
 	w.mu.Unlock()
 
+	w.startedAt = w.now()
 	w.loadRevoked(ctx)
+	if !w.cfg.WithoutControl {
+		w.control = &control{w: w}
+		if err := w.control.start(ctx); err != nil {
+			w.mu.Lock()
+			w.state = stateClosed
+			w.mu.Unlock()
+			return fmt.Errorf("worker: start remote control: %w", err)
+		}
+	}
 	c, err := w.cfg.Broker.Consume(ctx, broker.ConsumeOptions{
 		Queues: w.cfg.Queues, Prefetch: w.prefetch(), Tag: w.hostname,
 	})
 	if err != nil {
+		if w.control != nil {
+			w.control.stop()
+		}
 		w.mu.Lock()
 		w.state = stateClosed
 		w.mu.Unlock()
 		return fmt.Errorf("worker: start consuming: %w", err)
 	}
+	w.events.start(ctx)
 	w.taskCtx, w.killAll = context.WithCancel(context.Background())
 	w.mu.Lock()
 	w.consumer = c
@@ -370,6 +406,10 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	w.killAll()
+	if w.control != nil {
+		w.control.stop()
+	}
+	w.events.shutdown()
 	w.mu.Lock()
 	w.state = stateClosed
 	w.mu.Unlock()
