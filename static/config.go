@@ -116,6 +116,10 @@ type Config struct {
 	MemoryBudget int64
 	// Logger receives start-up, reload and error reports. Nil discards them.
 	Logger *slog.Logger
+	// AccessLog, if set, gets one Info record per request: method, path,
+	// status, encoding, bytes and the request's Accept-Encoding. Nil (the
+	// default) logs nothing and costs nothing.
+	AccessLog *slog.Logger
 }
 
 // withDefaults validates c and returns a copy with defaults applied.

@@ -225,7 +225,22 @@ func (fs *fastServer) respond(c net.Conn, req *fastReq, out []byte) (_ []byte, k
 		return out, true, parseHandoff
 	}
 	keep = !req.close
-	if notModified(bstr(req.inm), req.hasINM, bstr(req.ims), req.hasIMS, rp.etag, f.mtime) {
+	nm := notModified(bstr(req.inm), req.hasINM, bstr(req.ims), req.hasIMS, rp.etag, f.mtime)
+	if s.cfg.AccessLog != nil {
+		defer func() {
+			if st == parseOK {
+				method, status := http.MethodGet, http.StatusOK
+				if req.head {
+					method = http.MethodHead
+				}
+				if nm {
+					status = http.StatusNotModified
+				}
+				s.logAccess(method, string(req.path), status, rp, string(req.ae))
+			}
+		}()
+	}
+	if nm {
 		out = fs.head(out[:0], status304, rp.wire304, req)
 		_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
 		_, err := c.Write(out)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -22,19 +23,41 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, retry bool) {
+	status, rp := s.serve1(w, r, retry)
+	if s.cfg.AccessLog != nil && status != 0 {
+		s.logAccess(r.Method, r.URL.Path, status, rp, r.Header.Get("Accept-Encoding"))
+	}
+}
+
+// logAccess writes one access-log record.
+func (s *Server) logAccess(method, path string, status int, rp *rep, ae string) {
+	enc, size := "", int64(0)
+	if rp != nil {
+		enc, size = rp.coding.String(), rp.size
+		if status == http.StatusNotModified || method == http.MethodHead {
+			size = 0
+		}
+	}
+	s.cfg.AccessLog.Info("request", "method", method, "path", path, "status", status,
+		"encoding", enc, "bytes", size, "accept_encoding", ae)
+}
+
+// serve1 answers the request and returns the status and representation
+// sent, for the access log (status 0: a retry already logged it).
+func (s *Server) serve1(w http.ResponseWriter, r *http.Request, retry bool) (int, *rep) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header()["Allow"] = allowGetHead
 		s.fail(w, http.StatusMethodNotAllowed)
-		return
+		return http.StatusMethodNotAllowed, nil
 	}
 	name, dir, verdict := resolvePath(s.cfg.Prefix, r.URL.Path, r.URL.EscapedPath())
 	switch verdict {
 	case pathBad:
 		s.fail(w, http.StatusBadRequest)
-		return
+		return http.StatusBadRequest, nil
 	case pathNotFound:
 		s.fail(w, http.StatusNotFound)
-		return
+		return http.StatusNotFound, nil
 	}
 	f, redirect := s.lookup(name, dir)
 	if f == nil && !redirect && !dir && looksHashed(name) && s.storeMayHave(r.Context()) {
@@ -50,16 +73,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, retry bool) {
 		h["Location"] = []string{loc}
 		h["Cache-Control"] = []string{s.cacheShort}
 		w.WriteHeader(http.StatusMovedPermanently)
-		return
+		return http.StatusMovedPermanently, nil
 	}
 	if f == nil {
 		s.fail(w, http.StatusNotFound)
-		return
+		return http.StatusNotFound, nil
 	}
 
 	h := r.Header
-	_, hasRange := h["Range"]
-	hasRange = hasRange && r.Method == http.MethodGet
+	// Only byte ranges are ranges; any other unit is ignored (RFC 9110 §14.2).
+	rg, hasRange := h["Range"]
+	hasRange = hasRange && r.Method == http.MethodGet && len(rg) > 0 && len(rg[0]) >= 6 && strings.EqualFold(rg[0][:6], "bytes=")
 	ae, aePresent := h["Accept-Encoding"]
 	rp := f.choose(joinHeader(ae), aePresent, hasRange)
 	if rp == nil {
@@ -67,18 +91,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, retry bool) {
 			w.Header()["Vary"] = []string{"Accept-Encoding"}
 		}
 		s.fail(w, http.StatusNotAcceptable)
-		return
+		return http.StatusNotAcceptable, nil
 	}
 	hasRange = hasRange && rp.coding == identity
 
 	switch evalPreconditions(r, rp.etag, f.mtime) {
 	case http.StatusPreconditionFailed:
 		s.fail(w, http.StatusPreconditionFailed)
-		return
+		return http.StatusPreconditionFailed, nil
 	case http.StatusNotModified:
 		copyHeader(w.Header(), rp.header304)
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return http.StatusNotModified, rp
 	}
 
 	copyHeader(w.Header(), rp.header)
@@ -90,28 +114,29 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, retry bool) {
 			// the new index.
 			if _, rerr := s.build(r.Context(), false); rerr == nil {
 				s.serve(w, r, false)
-				return
+				return 0, nil
 			}
 		}
 		s.log.Warn("static: cannot open file", "file", f.name, "err", err)
 		w.Header()["Retry-After"] = []string{"1"}
 		s.fail(w, http.StatusServiceUnavailable)
-		return
+		return http.StatusServiceUnavailable, nil
 	}
 	defer body.Close()
 	if hasRange {
 		// http.ServeContent does Range, If-Range and multipart ranges; it
 		// computes Content-Length itself.
 		delete(w.Header(), "Content-Length")
-		http.ServeContent(rangeWriter{w}, r, "", f.mtime, body)
-		return
+		rw := &rangeWriter{ResponseWriter: w}
+		http.ServeContent(rw, r, "", f.mtime, body)
+		return rw.status, rp
 	}
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
+	if r.Method != http.MethodHead {
+		// For a file this is io.Copy to the connection: sendfile.
+		_, _ = io.Copy(w, body)
 	}
-	// For a file this is io.Copy to the connection: sendfile.
-	_, _ = io.Copy(w, body)
+	return http.StatusOK, rp
 }
 
 // lookup finds a file, or reports that the name is a directory with an
@@ -301,16 +326,20 @@ func (s *Server) open(rp *rep) (body, error) {
 
 // rangeWriter keeps error answers from http.ServeContent (416) out of
 // caches, and passes ReadFrom through so the body still goes by sendfile.
-type rangeWriter struct{ http.ResponseWriter }
+type rangeWriter struct {
+	http.ResponseWriter
+	status int
+}
 
-func (w rangeWriter) WriteHeader(code int) {
+func (w *rangeWriter) WriteHeader(code int) {
+	w.status = code
 	if code >= 400 {
 		w.Header()["Cache-Control"] = noStore
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w rangeWriter) ReadFrom(r io.Reader) (int64, error) {
+func (w *rangeWriter) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}

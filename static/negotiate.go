@@ -38,8 +38,10 @@ type acceptQ [numCodings]int16
 // parseAcceptEncoding reads an Accept-Encoding header (RFC 9110 §12.5.3)
 // without allocating. Each coding gets its own q-value if listed, else the
 // q-value of "*" if listed, else 0 — except identity, which stays acceptable
-// (q=1000) unless "identity;q=0", or "*;q=0" without an identity entry,
-// excludes it. "x-gzip" is gzip. Elements with a malformed q-value are
+// unless "identity;q=0", or "*;q=0" without an identity entry, excludes it.
+// An identity that is acceptable only by default gets the lowest q (0.001):
+// it is the fallback, not preferred over a coding the client listed, so
+// "zstd;q=0.5" gets zstd. "x-gzip" is gzip. Elements with a malformed q-value are
 // ignored, as if absent. An absent header (present=false) asks for identity
 // only: a client that sends none may not decode anything else.
 func parseAcceptEncoding(h string, present bool) acceptQ {
@@ -93,7 +95,7 @@ func parseAcceptEncoding(h string, present bool) acceptQ {
 		case star >= 0:
 			q[c] = star
 		case c == identity:
-			q[c] = 1000
+			q[c] = 1
 		}
 	}
 	return q

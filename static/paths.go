@@ -38,6 +38,9 @@ func resolvePath(prefix, decoded, raw string) (name string, dir bool, v pathVerd
 	if !utf8.ValidString(rest) {
 		return "", false, pathBad
 	}
+	if rest == "" {
+		return "", true, pathOK // the root directory itself
+	}
 	if strings.HasSuffix(rest, "/") {
 		dir = true
 		rest = rest[:len(rest)-1]
