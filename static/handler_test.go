@@ -123,9 +123,9 @@ func TestServeNegotiation(t *testing.T) {
 		{"css/app.css", "x-gzip", 200, "gzip", true},
 		{"css/app.css", "deflate", 200, "", true},
 		{"css/app.css", "*;q=0", 406, "", true},
-		{"img/logo.png", "br, gzip", 200, "", false},  // not compressible: no variants
-		{"data/small.json", "br", 200, "", false},     // too small to pay
-		{"fonts/f.woff2", "gzip", 200, "", false},     // already compressed
+		{"img/logo.png", "br, gzip", 200, "", false}, // not compressible: no variants
+		{"data/small.json", "br", 200, "", false},    // too small to pay
+		{"fonts/f.woff2", "gzip", 200, "", false},    // already compressed
 		{"img/logo.png", "identity;q=0", 406, "", false},
 	}
 	root := fixture(t)
