@@ -122,8 +122,13 @@ func (s *store) snapshot(ctx context.Context, files map[string]*content, manifes
 	if err != nil {
 		return err
 	}
-	if len(names) > 0 && recordDigest(names[len(names)-1]) == digest {
-		return nil // already the newest record
+	// Already recorded — by this instance at an earlier start, or by
+	// another instance sharing the store. Recording it again would make an
+	// old release look newest and push a newer one out of the window.
+	for _, n := range names {
+		if recordDigest(n) == digest {
+			return nil
+		}
 	}
 	rec := storeRecord{Created: time.Now().UnixNano(), Manifest: hex.EncodeToString(sum[:]), Files: map[string]storedFile{}}
 	for _, hashed := range sortedValues(m.Paths) {
