@@ -117,7 +117,8 @@ type Config struct {
 	// Logger receives start-up, reload and error reports. Nil discards them.
 	Logger *slog.Logger
 	// AccessLog, if set, gets one Info record per request: method, path,
-	// status, encoding, bytes and the request's Accept-Encoding. Nil (the
+	// status, encoding, bytes, Cache-Control and the request's
+	// Accept-Encoding. Nil (the
 	// default) logs nothing and costs nothing.
 	AccessLog *slog.Logger
 }

@@ -31,15 +31,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, retry bool) {
 
 // logAccess writes one access-log record.
 func (s *Server) logAccess(method, path string, status int, rp *rep, ae string) {
-	enc, size := "", int64(0)
+	enc, size, cache := "", int64(0), cacheNoStore
 	if rp != nil {
-		enc, size = rp.coding.String(), rp.size
+		enc, size, cache = rp.coding.String(), rp.size, rp.header.Get("Cache-Control")
 		if status == http.StatusNotModified || method == http.MethodHead {
 			size = 0
 		}
 	}
 	s.cfg.AccessLog.Info("request", "method", method, "path", path, "status", status,
-		"encoding", enc, "bytes", size, "accept_encoding", ae)
+		"encoding", enc, "bytes", size, "cache_control", cache, "accept_encoding", ae)
 }
 
 // serve1 answers the request and returns the status and representation
