@@ -72,6 +72,7 @@ func parseStaticFlags(e *env, args []string) (static.Config, error) {
 	encodings := fs.String("encodings", "br,zstd,gzip", "codings to create variants for")
 	reload := fs.String("reload", string(static.ReloadWatch), "how changes on disk are picked up: watch (inotify, falls back to poll), poll, off (SIGHUP only)")
 	poll := fs.Duration("poll-interval", 2*time.Second, "rescan period for --reload=poll")
+	accessLog := fs.Bool("access-log", false, "log every request (method, path, status, encoding, bytes) to stdout")
 	memLimit := fs.String("memory-file-limit", "256KiB", "files up to this size are served from memory, larger ones with sendfile")
 	if err := parseFlags(fs, args); err != nil {
 		return static.Config{}, err
@@ -102,6 +103,9 @@ func parseStaticFlags(e *env, args []string) (static.Config, error) {
 	}
 	if *maxAge == 0 {
 		cfg.MaxAge = -1 // Config: negative means no-cache
+	}
+	if *accessLog {
+		cfg.AccessLog = slog.New(slog.NewTextHandler(e.stdout, nil))
 	}
 	if *index {
 		cfg.IndexFile = "index.html"

@@ -22,7 +22,7 @@ func TestStaticFlags(t *testing.T) {
 		"--root", "/srv/static", "--listen", ":9000", "--prefix", "/assets/", "--manifest", "m.json",
 		"--keep-manifests", "5", "--store", "/var/cache/s", "--cors", "*", "--max-age", "0", "--index",
 		"--variants", "memory", "--encodings", "br, gzip", "--reload", "poll", "--poll-interval", "5s",
-		"--memory-file-limit", "1MiB",
+		"--memory-file-limit", "1MiB", "--access-log",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func TestStaticFlags(t *testing.T) {
 		got.Manifest != want.Manifest || got.KeepManifests != want.KeepManifests || got.Store != want.Store ||
 		got.CORS != want.CORS || got.MaxAge != want.MaxAge || got.IndexFile != want.IndexFile ||
 		got.Variants != want.Variants || strings.Join(got.Encodings, ",") != "br,gzip" || got.Reload != want.Reload ||
-		got.PollInterval != want.PollInterval || got.MemoryFileLimit != want.MemoryFileLimit {
+		got.PollInterval != want.PollInterval || got.MemoryFileLimit != want.MemoryFileLimit || got.AccessLog == nil {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
 
