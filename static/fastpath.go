@@ -144,6 +144,7 @@ func (fs *fastServer) serveConn(c net.Conn) {
 	defer bufPool.Put(bp)
 	out := make([]byte, 0, 1024)
 	n := 0
+	reqStarted := false
 	for {
 		for n > 0 {
 			req, used, st := parseFastRequest(buf[:n])
@@ -156,6 +157,7 @@ func (fs *fastServer) serveConn(c net.Conn) {
 				if st == parseOK {
 					copy(buf, buf[used:n])
 					n -= used
+					reqStarted = false
 					if !keep || fs.closing.Load() {
 						fs.forget(c)
 						c.Close()
@@ -176,11 +178,17 @@ func (fs *fastServer) serveConn(c net.Conn) {
 			fs.handOff(c, buf[:n]) // headers too large for the fast path
 			return
 		}
-		timeout := idleTimeout
-		if n > 0 {
-			timeout = headerTimeout
+		// An idle connection may wait idleTimeout for its next request;
+		// once a request has started, all of its headers must arrive within
+		// headerTimeout of its first byte, however slowly they trickle.
+		switch {
+		case n == 0:
+			_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
+			reqStarted = false
+		case !reqStarted:
+			_ = c.SetReadDeadline(time.Now().Add(headerTimeout))
+			reqStarted = true
 		}
-		_ = c.SetReadDeadline(time.Now().Add(timeout))
 		if fs.closing.Load() && n == 0 {
 			fs.forget(c)
 			c.Close()
