@@ -3,8 +3,8 @@ package sessions
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
