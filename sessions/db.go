@@ -19,9 +19,10 @@ import (
 // django_session (session_key, session_data, expire_date), the data signed
 // with SECRET_KEY under the store's key salt.
 type dbStore struct {
-	cfg    Config
-	signer *signing.Signer
-	q      struct{ load, insert, update, del string }
+	cfg      Config
+	signer   *signing.Signer
+	verified *verifiedCache
+	q        struct{ load, insert, update, del string }
 }
 
 func newDBStore(cfg Config) (*dbStore, error) {
@@ -32,7 +33,7 @@ func newDBStore(cfg Config) (*dbStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &dbStore{cfg: cfg, signer: s}
+	st := &dbStore{cfg: cfg, signer: s, verified: newVerifiedCache(s, cfg.Now)}
 	t := pgx.Identifier(strings.Split(cfg.Table, ".")).Sanitize()
 	st.q.load = "SELECT session_data, expire_date FROM " + t + " WHERE session_key = $1 AND expire_date > $2"
 	st.q.insert = "INSERT INTO " + t + " (session_key, session_data, expire_date) VALUES ($1, $2, $3) ON CONFLICT (session_key) DO NOTHING"
@@ -74,12 +75,11 @@ func (st *dbStore) load(ctx context.Context, key string) (*Session, time.Time, e
 // decode is Django's SessionBase.decode: the signed format, then (3.1/3.2
 // only) the pre-3.1 one; anything else is an empty session.
 func (st *dbStore) decode(data string) map[string]any {
-	v, err := st.signer.Loads(data, 0)
+	m, err := st.verified.loads(data, 0)
 	if err == nil {
-		if m, err := asDict(v); err == nil {
-			return m
-		}
-	} else if st.cfg.AcceptSHA1 && errors.Is(err, signing.ErrBadSignature) {
+		return m
+	}
+	if st.cfg.AcceptSHA1 && errors.Is(err, signing.ErrBadSignature) {
 		if m, lerr := decodeLegacy(st.cfg.Keys, st.cfg.KeySalt, data); lerr == nil {
 			return m
 		}

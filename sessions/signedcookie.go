@@ -12,8 +12,9 @@ import (
 // server-side, so logging out cannot revoke a copied cookie (only a
 // password change can, through the auth hash).
 type signedCookieStore struct {
-	cfg    Config
-	signer *signing.Signer
+	cfg      Config
+	signer   *signing.Signer
+	verified *verifiedCache
 }
 
 func newSignedCookieStore(cfg Config) (*signedCookieStore, error) {
@@ -21,7 +22,7 @@ func newSignedCookieStore(cfg Config) (*signedCookieStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &signedCookieStore{cfg: cfg, signer: s}, nil
+	return &signedCookieStore{cfg: cfg, signer: s, verified: newVerifiedCache(s, cfg.Now)}, nil
 }
 
 // Load verifies the cookie against every key and rejects it once it is
@@ -31,12 +32,7 @@ func (st *signedCookieStore) Load(_ context.Context, cookie string) (*Session, e
 	if !validSignedKey(cookie) {
 		return NewSession(), nil
 	}
-	v, err := st.signer.Loads(cookie, st.cfg.CookieAge)
-	if err != nil {
-		st.cfg.Logger.Debug("sessions: signed cookie rejected", slog.Any("error", err))
-		return NewSession(), nil
-	}
-	m, err := asDict(v)
+	m, err := st.verified.loads(cookie, st.cfg.CookieAge)
 	if err != nil {
 		st.cfg.Logger.Debug("sessions: signed cookie rejected", slog.Any("error", err))
 		return NewSession(), nil

@@ -373,3 +373,31 @@ func FuzzDecodeCacheValue(f *testing.F) {
 		}
 	})
 }
+
+func signingKeys(k string) signing.Keys { return signing.Keys{Current: []byte(k)} }
+
+// TestSignedCookieCache checks the verified-payload cache: a hit still
+// enforces the age limit, and callers get private copies.
+func TestSignedCookieCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Unix(goldenTime, 0)
+	st := signedStore(t, Config{Now: func() time.Time { return now }})
+	s := NewSession()
+	s.Set("cart", []any{"a", map[string]any{"n": int64(1)}})
+	if err := st.Save(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := st.Load(ctx, s.Key())
+	cart, _ := first.Get("cart")
+	cart.([]any)[0] = "mutated"
+	cart.([]any)[1].(map[string]any)["n"] = int64(2)
+	second, _ := st.Load(ctx, s.Key())
+	if got, _ := second.Get("cart"); got.([]any)[0] != "a" || got.([]any)[1].(map[string]any)["n"] != int64(1) {
+		t.Fatalf("a caller's change leaked into the cache: %v", got)
+	}
+	now = now.Add(14*24*time.Hour + time.Second)
+	if expired, _ := st.Load(ctx, s.Key()); !expired.IsEmpty() {
+		t.Fatal("cached cookie accepted past SESSION_COOKIE_AGE")
+	}
+}

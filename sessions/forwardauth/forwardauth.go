@@ -161,7 +161,7 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
 	}
 	sess, err := s.cfg.Store.Load(r.Context(), cookie)
 	if err != nil {
-		s.unavailable(w, err)
+		s.unavailable(w, r, err)
 		return
 	}
 	u, err := s.cfg.Users.Check(r.Context(), sess)
@@ -171,7 +171,7 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		s.unavailable(w, err)
+		s.unavailable(w, r, err)
 		return
 	}
 	sum := sha256.Sum256([]byte(sess.Key()))
@@ -180,8 +180,13 @@ func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) unavailable(w http.ResponseWriter, err error) {
-	s.cfg.Logger.Error("forwardauth: backend failed", slog.Any("error", err))
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The proxy hung up; nobody reads this answer and nothing failed.
+		s.cfg.Logger.Debug("forwardauth: client went away", slog.Any("error", err))
+	} else {
+		s.cfg.Logger.Error("forwardauth: backend failed", slog.Any("error", err))
+	}
 	w.Header().Set("Retry-After", "1")
 	w.WriteHeader(http.StatusServiceUnavailable)
 }

@@ -261,19 +261,25 @@ func (s *Signer) Dumps(obj any, compress bool) (string, error) {
 
 // Loads reverses Dumps. maxAge > 0 enforces an age limit.
 func (s *Signer) Loads(signed string, maxAge time.Duration) (any, error) {
-	v, _, err := s.UnsignTimestamp(signed, maxAge)
+	obj, _, err := s.LoadsAt(signed, maxAge)
+	return obj, err
+}
+
+// LoadsAt is Loads that also returns when the value was signed.
+func (s *Signer) LoadsAt(signed string, maxAge time.Duration) (any, time.Time, error) {
+	v, at, err := s.UnsignTimestamp(signed, maxAge)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	data, err := decodePayload(v, s.cfg.MaxDecompressed)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	obj, err := s.cfg.Serializer.Unmarshal(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return nil, time.Time{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return obj, nil
+	return obj, at, nil
 }
 
 func encodePayload(data []byte, compress bool) string {
