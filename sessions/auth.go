@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -151,8 +152,14 @@ func hmacFactory(h func() hash.Hash, key []byte) func() hash.Hash {
 // modifies the session; Django would flush it on a hash mismatch, which the
 // Middleware does.
 func (u *Users) Check(ctx context.Context, s *Session) (User, error) {
-	id, ok := s.data[KeyUserID].(string)
-	if !ok || id == "" {
+	var id string
+	switch v := s.data[KeyUserID].(type) {
+	case string:
+		id = v
+	case int64: // sessions written by very old Django releases
+		id = strconv.FormatInt(v, 10)
+	}
+	if id == "" {
 		return User{}, anonymous("no user id")
 	}
 	backend, _ := s.data[KeyUserBackend].(string)

@@ -62,15 +62,33 @@ declare -A cookie
 cookie[signed]=$(DJ_SESSION_ENGINE=django.contrib.sessions.backends.signed_cookies $PY $tool login bench bench-password | jq -r .cookie)
 cookie[redis]=$(DJ_SESSION_ENGINE=django.contrib.sessions.backends.cache DJ_CACHE=redis $PY $tool login bench bench-password | jq -r .cookie)
 
-# measure URL COOKIE -> "req/s p99"
+# cpu_ticks PID -> user+system clock ticks of PID and its children
+# (gunicorn's workers), read from /proc.
+cpu_ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
+# measure URL COOKIE PID -> "req/s p99 cpu-µs-per-request"
+# The server's own CPU time per request does not depend on how busy the
+# shared machine is, unlike req/s.
 measure() {
   curl -sf -o /dev/null -H "Cookie: sessionid=$2" "$1" || { echo "30-sessions: $1 refused the session" >&2; exit 1; }
   wrk -t2 -c"$CONNS" -d2s -H "Cookie: sessionid=$2" "$1" >/dev/null # warm-up
+  local before after
+  before=$(cpu_ticks "$3")
   out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "Cookie: sessionid=$2" "$1")
+  after=$(cpu_ticks "$3")
   if grep -q "Non-2xx" <<<"$out"; then echo "30-sessions: non-2xx answers from $1" >&2; echo "$out" >&2; exit 1; fi
   rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  echo "$rps $p99"
+  cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN{printf "%.0f", d / hz * 1e6 / n}')
+  echo "$rps $p99 $cpu"
 }
 
 start_celeriac() { # port flags...
@@ -88,29 +106,30 @@ start_django() { # port engine cache
   wait_http "http://127.0.0.1:$1/auth"
 }
 
+load=$(cut -d' ' -f1 /proc/loadavg)
 rows=()
 run_engine() { # label key django_engine cache celeriac_flags...
   local label=$1 key=$2 djengine=$3 cache=$4; shift 4
   local p
   p=$(free_port); start_django "$p" "$djengine" "$cache"
-  read -r d_rps d_p99 < <(measure "http://127.0.0.1:$p/auth" "${cookie[$key]}")
+  read -r d_rps d_p99 d_cpu < <(measure "http://127.0.0.1:$p/auth" "${cookie[$key]}" "${pids[-1]}")
   stop_last
   p=$(free_port); start_celeriac "$p" "$@"
-  read -r c_rps c_p99 < <(measure "http://127.0.0.1:$p/auth" "${cookie[$key]}")
+  read -r c_rps c_p99 c_cpu < <(measure "http://127.0.0.1:$p/auth" "${cookie[$key]}" "${pids[-1]}")
   stop_last
   p=$(free_port); start_celeriac "$p" "$@" --user-cache-ttl 5s
-  read -r t_rps t_p99 < <(measure "http://127.0.0.1:$p/auth" "${cookie[$key]}")
+  read -r t_rps t_p99 t_cpu < <(measure "http://127.0.0.1:$p/auth" "${cookie[$key]}" "${pids[-1]}")
   stop_last
-  rows+=("| $label | $c_rps | $d_rps | $(awk -v a="$c_rps" -v b="$d_rps" 'BEGIN{printf "%.1f×", a/b}') | $c_p99 | $d_p99 |")
-  rows+=("| $label, \`--user-cache-ttl 5s\` | $t_rps | $d_rps | $(awk -v a="$t_rps" -v b="$d_rps" 'BEGIN{printf "%.1f×", a/b}') | $t_p99 | $d_p99 |")
+  rows+=("| $label | $c_rps | $d_rps | $(awk -v a="$c_rps" -v b="$d_rps" 'BEGIN{printf "%.1f×", a/b}') | $c_p99 | $d_p99 | $c_cpu | $d_cpu |")
+  rows+=("| $label, \`--user-cache-ttl 5s\` | $t_rps | $d_rps | $(awk -v a="$t_rps" -v b="$d_rps" 'BEGIN{printf "%.1f×", a/b}') | $t_p99 | $d_p99 | $t_cpu | $d_cpu |")
 }
 
 run_engine "signed_cookies" signed django.contrib.sessions.backends.signed_cookies locmem --engine signed_cookies
 run_engine "cache (Redis, django-redis pickle)" redis django.contrib.sessions.backends.cache redis \
   --engine cache --redis "$REDIS_URL" --cache-key-prefix "$prefix"
 
-echo "Forward auth, GET /auth with a logged-in session: wrk -t2 -c$CONNS -d${DURATION}s on loopback, $(nproc) cores shared by wrk, the server, PostgreSQL and Redis. Django: 3.2 under gunicorn (2 sync workers), CONN_MAX_AGE=600."
+echo "Forward auth, GET /auth with a logged-in session: wrk -t2 -c$CONNS -d${DURATION}s on loopback, $(nproc) cores shared by wrk, the server, PostgreSQL and Redis (load average before the run: $load). Django: 3.2 under gunicorn (2 sync workers), CONN_MAX_AGE=600. CPU µs/req: the server process's own user+system time per request."
 echo
-echo "| engine | celeriac req/s | Django req/s | ratio | celeriac p99 | Django p99 |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| engine | celeriac req/s | Django req/s | ratio | celeriac p99 | Django p99 | celeriac CPU µs/req | Django CPU µs/req |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"

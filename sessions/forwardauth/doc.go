@@ -8,9 +8,10 @@
 // is_active. A valid login answers 200 with
 //
 //	X-User-Id:      the user's primary key
-//	X-Session-Hash: SHA-256 hex of the session key (a stable, non-secret
-//	                handle for logs and rate limits; the key itself never
-//	                leaves the service)
+//	X-Session-Hash: SHA-256 hex of the session key, a non-secret handle
+//	                for logs and rate limits (the key itself never leaves
+//	                the service). With signed_cookies the "key" is the
+//	                cookie, so the hash changes whenever Django re-signs it.
 //
 // and anything else 401. A failing store or database answers 503, so an
 // outage is not mistaken for a logout. /healthz answers 200 while serving.
