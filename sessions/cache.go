@@ -31,8 +31,8 @@ type Cache interface {
 
 // Logical cache key prefixes of Django's cache and cached_db stores.
 const (
-	cacheKeyPrefix   = "django.contrib.sessions.cache"
-	cachedDBKeyPrefx = "django.contrib.sessions.cached_db"
+	cacheKeyPrefix    = "django.contrib.sessions.cache"
+	cachedDBKeyPrefix = "django.contrib.sessions.cached_db"
 )
 
 // MakeKey is Django's default KEY_FUNCTION: "<prefix>:<version>:<key>".
@@ -178,7 +178,7 @@ func newCachedDBStore(cfg Config) (*cachedDBStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := newCacheStore(cfg, cachedDBKeyPrefx)
+	c, err := newCacheStore(cfg, cachedDBKeyPrefix)
 	if err != nil {
 		return nil, err
 	}

@@ -22,14 +22,9 @@ type MemcachedConfig struct {
 	Version int
 }
 
-// pymemcache's serde flags: what the bytes of an item are.
-const (
-	flagBytes   = 0
-	flagPickle  = 1 << 0
-	flagInteger = 1 << 1
-	flagLong    = 1 << 2
-	flagText    = 1 << 4
-)
+// flagPickle is pymemcache's serde flag for a pickled value (others mark
+// bytes, text and integers, which a session dict never is).
+const flagPickle = 1
 
 // MemcachedCache reads and writes session dicts as Django's
 // PyMemcacheCache stores them: a pickle with flags=1.
