@@ -523,4 +523,3 @@ func (d *decoder) step(op byte) error {
 	}
 	return &ForbiddenError{Opcode: op}
 }
-
