@@ -159,7 +159,7 @@ func newDjango(t *testing.T, engine, cache string, extra ...string) *djangoEnv {
 func (d *djangoEnv) tryRun(args ...string) (map[string]any, error) {
 	tool, _ := filepath.Abs(filepath.Join("testdata", "djsite", "tool.py"))
 	cmd := exec.Command(d.py, append([]string{tool}, args...)...)
-	cmd.Env = append(os.Environ(), d.env...)
+	cmd.Env = append(append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1"), d.env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -49,9 +49,11 @@ func parseSessions(e *env, args []string) (*sessionsOpts, error) {
 	fs := newFlagSet(e, "sessions", "--secret-key KEY --database URL [--engine ENGINE] [flags]")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8081", "address to serve /auth and /healthz on")
 	fs.StringVar(&o.engine, "engine", e.envOr("DJANGO_SESSION_ENGINE", "db"), "SESSION_ENGINE: signed_cookies, db, cache, cached_db or Django's dotted path (env DJANGO_SESSION_ENGINE)")
-	fs.StringVar(&o.secret, "secret-key", e.getenv("DJANGO_SECRET_KEY"), "Django's SECRET_KEY (env DJANGO_SECRET_KEY; prefer the environment to keep it out of ps)")
+	// Secrets come from the environment after parsing, never as flag
+	// defaults: -h prints defaults.
+	fs.StringVar(&o.secret, "secret-key", "", "Django's SECRET_KEY (env DJANGO_SECRET_KEY; prefer the environment to keep it out of ps)")
 	fs.Var(&o.fallbacks, "secret-key-fallbacks", "SECRET_KEY_FALLBACKS, comma-separated or repeated (env DJANGO_SECRET_KEY_FALLBACKS)")
-	fs.StringVar(&o.database, "database", e.getenv("DATABASE_URL"), "PostgreSQL URL of the Django database: users, and sessions for db/cached_db (env DATABASE_URL)")
+	fs.StringVar(&o.database, "database", "", "PostgreSQL URL of the Django database: users, and sessions for db/cached_db (env DATABASE_URL)")
 	fs.StringVar(&o.redisURL, "redis", "", "django-redis cache URL (redis://host:6379/1) for the cache and cached_db engines")
 	fs.StringVar(&o.memcached, "memcached", "", "PyMemcacheCache server host:port for the cache and cached_db engines")
 	fs.StringVar(&o.cachePrefix, "cache-key-prefix", "", "the session cache's KEY_PREFIX")
@@ -73,6 +75,12 @@ func parseSessions(e *env, args []string) (*sessionsOpts, error) {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "celeriac sessions: unexpected argument %q\n", fs.Arg(0))
 		return nil, errUsage
+	}
+	if o.secret == "" {
+		o.secret = e.getenv("DJANGO_SECRET_KEY")
+	}
+	if o.database == "" {
+		o.database = e.getenv("DATABASE_URL")
 	}
 	if len(o.fallbacks) == 0 {
 		_ = o.fallbacks.Set(e.getenv("DJANGO_SECRET_KEY_FALLBACKS"))
@@ -96,6 +104,10 @@ func (o *sessionsOpts) validate() error {
 		return fmt.Errorf("--user-cache-ttl %s must not be negative", o.userCacheTTL)
 	case o.redisURL != "" && o.memcached != "":
 		return errors.New("--redis and --memcached: give only the session cache's")
+	case o.serializer != "json" && o.serializer != "pickle":
+		return fmt.Errorf("--serializer %q: want json or pickle", o.serializer)
+	case o.cacheSerializer != "json" && o.cacheSerializer != "pickle":
+		return fmt.Errorf("--cache-serializer %q: want json or pickle", o.cacheSerializer)
 	}
 	needCache := engine == sessions.EngineCache || engine == sessions.EngineCachedDB
 	if needCache && o.redisURL == "" && o.memcached == "" {

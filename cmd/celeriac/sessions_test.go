@@ -57,6 +57,14 @@ func TestParseSessions(t *testing.T) {
 		{name: "cache without a cache", args: append([]string{"--engine", "cached_db"}, base...), wantErr: "--redis or --memcached"},
 		{name: "two caches", args: append([]string{"--engine", "cache", "--redis", "redis://x", "--memcached", "x:1"}, base...), wantErr: "only"},
 		{name: "bad cookie age", args: append([]string{"--cookie-age", "0"}, base...), wantErr: "--cookie-age"},
+		{name: "bad serializer", args: append([]string{"--serializer", "yaml"}, base...), wantErr: "--serializer"},
+		{name: "bad cache serializer", args: append([]string{"--cache-serializer", "msgpack"}, base...), wantErr: "--cache-serializer"},
+		{name: "flag beats environment", args: base, env: map[string]string{"DJANGO_SECRET_KEY": "env"},
+			check: func(t *testing.T, o *sessionsOpts) {
+				if o.secret != "k" {
+					t.Errorf("secret %q; want the flag's", o.secret)
+				}
+			}},
 		{name: "bad log level", args: append([]string{"--log-level", "loud"}, base...), wantErr: "--log-level"},
 		{name: "unknown flag", args: append([]string{"--nope"}, base...), wantErr: "usage"},
 		{name: "stray argument", args: append(base, "extra"), wantErr: "usage"},
@@ -138,5 +146,16 @@ func TestRunSessions(t *testing.T) {
 	}
 	if err := run(context.Background(), e, []string{"sessions", "--database", "postgres://127.0.0.1:1/none?connect_timeout=2"}); err == nil || !strings.Contains(err.Error(), "--database") {
 		t.Fatalf("unreachable database: err = %v", err)
+	}
+}
+
+// TestSessionsHelpHidesSecrets: -h prints flag defaults, so secrets must
+// never be defaults.
+func TestSessionsHelpHidesSecrets(t *testing.T) {
+	t.Parallel()
+	e, stderr := testEnv(map[string]string{"DJANGO_SECRET_KEY": "very-secret", "DATABASE_URL": "postgres://u:pw-secret@h/d"})
+	_, _ = parseSessions(e, []string{"-h"})
+	if out := stderr.String(); strings.Contains(out, "very-secret") || strings.Contains(out, "pw-secret") || !strings.Contains(out, "-secret-key") {
+		t.Fatalf("help output leaks a secret or lacks the flags:\n%s", out)
 	}
 }

@@ -52,7 +52,7 @@ p = u.urlparse(sys.argv[1])
 print(f"export DJ_DB_HOST={p.hostname or '127.0.0.1'} DJ_DB_PORT={p.port or 5432} DJ_DB_USER={p.username or 'postgres'} DJ_DB_PASSWORD={p.password or ''} DJ_DB_NAME={sys.argv[2]}")
 PYEOF
 )"
-export DJ_SECRET_KEY="$SECRET" DJ_KEY_PREFIX="$prefix" DJ_REDIS_URL="$REDIS_URL"
+export PYTHONDONTWRITEBYTECODE=1 DJ_SECRET_KEY="$SECRET" DJ_KEY_PREFIX="$prefix" DJ_REDIS_URL="$REDIS_URL"
 tool=sessions/testdata/djsite/tool.py
 $PY $tool migrate >/dev/null
 $PY $tool adduser bench bench-password >/dev/null
