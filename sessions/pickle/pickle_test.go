@@ -112,6 +112,9 @@ func TestUnmarshalMalformed(t *testing.T) {
 		{"february 30", "\x80\x04\x8c\x08datetime\x8c\x08datetime\x93C\x0a\x07\xe8\x02\x1e\x00\x00\x00\x00\x00\x00\x85R.", ErrMalformed},
 		{"reduce non-global", "\x80\x04N)R.", ErrForbidden},
 		{"builtins eval", "\x80\x04\x8c\x08builtins\x8c\x04eval\x93.", ErrForbidden},
+		// Refused at the global itself, before the (here missing) rest is read.
+		{"global refused at once", "\x80\x04\x8c\x02os\x8c\x06system\x93\x8c", ErrForbidden},
+		{"text global refused at once", "cos\nsystem\n(", ErrForbidden},
 		{"newobj", "\x80\x04N)\x81.", ErrForbidden},
 		{"build", "\x80\x04}}b.", ErrForbidden},
 		{"bare global", "\x80\x04\x8c\x04pytz\x8c\x04_UTC\x93.", ErrForbidden},
