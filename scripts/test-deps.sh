@@ -8,7 +8,7 @@ PKGS=(
   python3-celery python3-redis python3-msgpack python3-django python3-django-redis
   python3-psycopg2 python3-django-celery-beat python3-pymemcache python3-ephem
   memcached nginx-light pgbouncer wrk postgresql-contrib redis-server rabbitmq-server
-  chromium
+  chromium python3-gunicorn
 )
 
 missing=()
