@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -11,11 +10,6 @@ import (
 
 	"github.com/celeriac/celeriac/internal/testenv"
 )
-
-func testEnv(vars map[string]string) (*env, *bytes.Buffer) {
-	var stderr bytes.Buffer
-	return &env{stdout: &bytes.Buffer{}, stderr: &stderr, getenv: func(k string) string { return vars[k] }}, &stderr
-}
 
 func TestParseSessions(t *testing.T) {
 	t.Parallel()
@@ -71,7 +65,7 @@ func TestParseSessions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e, _ := testEnv(tc.env)
+			e, _, _ := testEnv(tc.env)
 			o, err := parseSessions(e, tc.args)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -100,7 +94,7 @@ func TestRunSessions(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	e, stderr := testEnv(map[string]string{"DJANGO_SECRET_KEY": "k", "DATABASE_URL": pg})
+	e, _, stderr := testEnv(map[string]string{"DJANGO_SECRET_KEY": "k", "DATABASE_URL": pg})
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, e, []string{"sessions", "--listen", addr, "--engine", "cache", "--redis", rd,
@@ -153,7 +147,7 @@ func TestRunSessions(t *testing.T) {
 // never be defaults.
 func TestSessionsHelpHidesSecrets(t *testing.T) {
 	t.Parallel()
-	e, stderr := testEnv(map[string]string{"DJANGO_SECRET_KEY": "very-secret", "DATABASE_URL": "postgres://u:pw-secret@h/d"})
+	e, _, stderr := testEnv(map[string]string{"DJANGO_SECRET_KEY": "very-secret", "DATABASE_URL": "postgres://u:pw-secret@h/d"})
 	_, _ = parseSessions(e, []string{"-h"})
 	if out := stderr.String(); strings.Contains(out, "very-secret") || strings.Contains(out, "pw-secret") || !strings.Contains(out, "-secret-key") {
 		t.Fatalf("help output leaks a secret or lacks the flags:\n%s", out)

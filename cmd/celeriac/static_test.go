@@ -3,22 +3,16 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/celeriac/celeriac/static"
 )
 
-func testEnv(vars map[string]string) *env {
-	return &env{stdout: io.Discard, stderr: io.Discard, getenv: func(k string) string { return vars[k] }}
-}
-
 func TestStaticFlags(t *testing.T) {
 	t.Parallel()
-	cfg, err := parseStaticFlags(testEnv(nil), []string{
+	cfg, err := parseStaticFlags(quietEnv(nil), []string{
 		"--root", "/srv/static", "--listen", ":9000", "--prefix", "/assets/", "--manifest", "m.json",
 		"--keep-manifests", "5", "--store", "/var/cache/s", "--cors", "*", "--max-age", "0", "--index",
 		"--variants", "memory", "--encodings", "br, gzip", "--reload", "poll", "--poll-interval", "5s",
@@ -39,7 +33,7 @@ func TestStaticFlags(t *testing.T) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
 
-	cfg, err = parseStaticFlags(testEnv(map[string]string{"CELERIAC_STATIC_ROOT": "/r", "CELERIAC_STATIC_LISTEN": ":1"}), nil)
+	cfg, err = parseStaticFlags(quietEnv(map[string]string{"CELERIAC_STATIC_ROOT": "/r", "CELERIAC_STATIC_LISTEN": ":1"}), nil)
 	if err != nil || cfg.Root != "/r" || cfg.Listen != ":1" || cfg.Prefix != "/static/" || cfg.MaxAge != time.Minute {
 		t.Errorf("from environment: %+v, %v", cfg, err)
 	}
@@ -53,11 +47,11 @@ func TestStaticBadUsage(t *testing.T) {
 		{"--root", "/r", "--bogus"},        // unknown flag
 		{"--root", "/r", "--max-age", "x"}, // bad duration
 	} {
-		if _, err := parseStaticFlags(testEnv(nil), args); !errors.Is(err, errUsage) {
+		if _, err := parseStaticFlags(quietEnv(nil), args); !errors.Is(err, errUsage) {
 			t.Errorf("%q: err = %v, want usage error", args, err)
 		}
 	}
-	if _, err := parseStaticFlags(testEnv(nil), []string{"--root", "/r", "--memory-file-limit", "lots"}); err == nil {
+	if _, err := parseStaticFlags(quietEnv(nil), []string{"--root", "/r", "--memory-file-limit", "lots"}); err == nil {
 		t.Errorf("bad size accepted")
 	}
 }
@@ -72,7 +66,7 @@ func TestStaticBadConfig(t *testing.T) {
 		"Variants": {"--root", dir, "--variants", "disk"},
 		"Root":     {"--root", dir + "/missing"},
 	} {
-		err := runStatic(context.Background(), testEnv(nil), append(args, "--listen", "127.0.0.1:0", "--keep-manifests", "1"))
+		err := runStatic(context.Background(), quietEnv(nil), append(args, "--listen", "127.0.0.1:0", "--keep-manifests", "1"))
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("%s: err = %v", flag, err)
 		}
@@ -86,7 +80,7 @@ func TestStaticRuns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logs := &syncBuffer{}
-	e := testEnv(nil)
+	e := quietEnv(nil)
 	e.stderr = logs
 	done := make(chan error, 1)
 	go func() {
@@ -114,19 +108,8 @@ func TestStaticRuns(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// quietEnv is an env that discards output.
+func quietEnv(vars map[string]string) *env {
+	e, _, _ := testEnv(vars)
+	return e
 }
