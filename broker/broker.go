@@ -130,6 +130,12 @@ type Broker interface {
 	Close() error
 }
 
+// Pinger is implemented by transports and result backends that can check
+// their connection cheaply; health checks use it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // ErrQueueNotFound is returned by Inspect for a queue that does not exist.
 var ErrQueueNotFound = errors.New("broker: queue not found")
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/celeriac/celeriac/broker"
 	"github.com/celeriac/celeriac/internal/clock"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Sentinel errors.
@@ -82,6 +83,9 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// WithoutControl disables remote control (the pidbox consumer).
 	WithoutControl bool
+	// Registry receives the worker's Prometheus metrics; nil creates one
+	// (with Go runtime and process metrics) served by HTTPHandler.
+	Registry *prometheus.Registry
 	// Logger receives one line per task outcome and worker events; nil
 	// discards.
 	Logger *slog.Logger
@@ -115,6 +119,8 @@ type Worker struct {
 	startedAt    time.Time
 	shutdownReq  chan struct{}
 	shutdownOnce sync.Once
+	metrics      *metrics
+	gatherer     prometheus.Gatherer
 
 	wg       sync.WaitGroup // consume loop and pool goroutines
 	tasksWG  sync.WaitGroup // every handler goroutine, abandoned ones included
@@ -215,7 +221,15 @@ func New(cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	w.events = newEvents(w)
-	w.obs = observers{&logObserver{log: w.log}, eventObserver{w.events}, totalsObserver{w}}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = defaultRegistry()
+	}
+	w.gatherer = reg
+	w.runq = newRunQueue(w)
+	w.eta = newETAHolder(w)
+	w.metrics = newMetrics(w, reg)
+	w.obs = observers{&logObserver{log: w.log}, eventObserver{w.events}, totalsObserver{w}, metricsObserver{w.metrics}}
 	w.revokedStore = cfg.Revoked
 	if rs, ok := cfg.Backend.(RevokedStore); ok && w.revokedStore == nil {
 		w.revokedStore = rs
@@ -325,8 +339,6 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.taskCtx, w.killAll = context.WithCancel(context.Background())
 	w.mu.Lock()
 	w.consumer = c
-	w.runq = newRunQueue(w)
-	w.eta = newETAHolder(w)
 	w.mu.Unlock()
 
 	for range w.cfg.Concurrency {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"runtime"
 	"time"
 
@@ -27,6 +30,10 @@ type workerFlags struct {
 	maxPriority      int
 	shutdownTimeout  time.Duration
 	storeErrsIgnored bool
+	taskEvents       bool
+	withoutHeartbeat bool
+	heartbeat        time.Duration
+	httpAddr         string
 }
 
 func (f *workerFlags) parse(e *env, args []string) error {
@@ -46,6 +53,12 @@ func (f *workerFlags) parse(e *env, args []string) error {
 	fs.BoolVar(&f.resultExtended, "result-extended", false, "store name, args, kwargs, worker, retries and queue with results (result_extended)")
 	fs.BoolVar(&f.storeErrsIgnored, "store-errors-even-if-ignored", false, "store failures of tasks whose results are ignored")
 	fs.IntVar(&f.maxPriority, "max-priority", 0, "declare queues with x-max-priority (0: none), as the Celery side's task_queue_max_priority")
+	for _, n := range []string{"E", "task-events"} {
+		fs.BoolVar(&f.taskEvents, n, false, "send task events (for Flower, celery events, exporters)")
+	}
+	fs.BoolVar(&f.withoutHeartbeat, "without-heartbeat", false, "send no worker-heartbeat events")
+	fs.DurationVar(&f.heartbeat, "heartbeat-interval", 2*time.Second, "interval of worker-heartbeat events")
+	fs.StringVar(&f.httpAddr, "http", "", "serve /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9808 (off when empty)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 0, "on SIGTERM, wait this long for running tasks before cancelling them (0: wait until they finish)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -103,7 +116,12 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	if rb != nil {
 		defer rb.Close()
 	}
+	hb := f.heartbeat
+	if f.withoutHeartbeat {
+		hb = -1
+	}
 	w, err := worker.New(worker.Config{
+		TaskEvents: f.taskEvents, HeartbeatInterval: hb,
 		Broker: b, Backend: rb, Queues: f.queueDecls(), Concurrency: f.concurrency,
 		PrefetchMultiplier: f.prefetch, Hostname: host, TrackStarted: f.trackStarted,
 		ResultExtended: f.resultExtended, StoreErrorsEvenIfIgnored: f.storeErrsIgnored,
@@ -124,7 +142,16 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	if err := w.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	stopHTTP, err := serveHTTP(f.httpAddr, w.HTTPHandler(), log)
+	if err != nil {
+		_ = w.Shutdown(context.Background())
+		return err
+	}
+	defer stopHTTP()
+	select {
+	case <-ctx.Done():
+	case <-w.ShutdownRequested():
+	}
 	log.Info("warm shutdown: finishing running tasks (send the signal again to stop now)")
 	sctx := context.Background()
 	if f.shutdownTimeout > 0 {
@@ -133,6 +160,33 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 		defer cancel()
 	}
 	return w.Shutdown(sctx)
+}
+
+// serveHTTP serves h on addr until the returned stop function is called.
+// An empty addr serves nothing.
+func serveHTTP(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "error", err)
+		}
+	}()
+	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }
 
 // registerExtraTasks is where a program embedding this CLI adds its tasks.

@@ -103,8 +103,20 @@ func TestWorkerAndSendEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e, _, werr := testEnv(vars)
 	done := make(chan error)
-	go func() { done <- runWorker(ctx, e, []string{"-c", "2", "-Q", "cli"}) }()
+	go func() { done <- runWorker(ctx, e, []string{"-c", "2", "-Q", "cli", "-n", "cli@test"}) }()
 	waitFor(t, func() bool { return strings.Contains(werr.String(), "worker ready") })
+
+	ie, iout, _ := testEnv(vars)
+	if err := run(context.Background(), ie, []string{"inspect", "ping", "-d", "cli@test"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(iout.String(), "->  cli@test: OK") || !strings.Contains(iout.String(), "pong") {
+		t.Errorf("inspect ping printed %q", iout.String())
+	}
+	ie, _, _ = testEnv(vars)
+	if err := run(context.Background(), ie, []string{"inspect", "ping", "-d", "nobody@test", "-t", "200ms"}); err == nil {
+		t.Error("inspect ping of a missing node succeeded")
+	}
 
 	se, out, _ := testEnv(vars)
 	if err := run(context.Background(), se, []string{"send", "celeriac.add", "2", "3", "--queue", "cli", "--wait", "--timeout", "10s"}); err != nil {
