@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/celeriac/celeriac/broker"
+	"github.com/celeriac/celeriac/worker"
 )
 
 func init() {
@@ -30,7 +31,7 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "inspect", "METHOD [flags]   (ping, active, reserved, scheduled, registered, stats, revoked, active_queues, conf)")
 	conn.register(fs, e)
 	for _, n := range []string{"d", "destination"} {
-		fs.StringVar(&dest, n, "", "comma-separated node names to ask (default: all)")
+		fs.StringVar(&dest, n, "", "comma-separated node names to ask (default: all); %h, %n, %d expand as in worker -n, so 'celeriac@%h' is this host's worker")
 	}
 	for _, n := range []string{"t", "timeout"} {
 		fs.DurationVar(&timeout, n, time.Second, "how long to wait for replies")
@@ -58,7 +59,14 @@ func runInspect(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("broker %s: %w", redactList(conn.brokerURL), err)
 	}
 	defer b.Close()
-	nodes := splitList(dest)
+	var nodes []string
+	for _, n := range splitList(dest) {
+		x, err := worker.ExpandHostname(n)
+		if err != nil {
+			return fmt.Errorf("--destination: %w", err)
+		}
+		nodes = append(nodes, x)
+	}
 	replies, err := broker.NewControl(b).Call(ctx, method, margs, nodes, timeout)
 	if err != nil {
 		return err
