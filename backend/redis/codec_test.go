@@ -81,10 +81,10 @@ func TestEncodeMatchesCelery(t *testing.T) {
 
 func TestAsciiJSON(t *testing.T) {
 	for in, want := range map[string]string{
-		`"abc"`:        `"abc"`,
-		`"é"`:          `"\u00e9"`,
+		`"abc"`:       `"abc"`,
+		`"é"`:         `"\u00e9"`,
 		`{"k€": "😀"}`: `{"k\u20ac": "\ud83d\ude00"}`,
-		"":             "",
+		"":            "",
 	} {
 		if got := string(asciiJSON([]byte(in))); got != want {
 			t.Errorf("asciiJSON(%q) = %q, want %q", in, got, want)
