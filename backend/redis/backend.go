@@ -286,6 +286,13 @@ func (b *Backend) Wait(ctx context.Context, taskID string) (*broker.ResultMeta, 
 	if err := b.check(); err != nil {
 		return nil, err
 	}
+	// Fast path: a finished task (the common case when a caller asks
+	// later) needs one GET, no subscription.
+	if raw, err := b.client.Get(ctx, TaskKey(taskID)).Bytes(); err == nil {
+		if st, ok := statusOf(raw); ok && st.Ready() {
+			return decodeMeta(taskID, raw)
+		}
+	}
 	w, err := b.hub.add(TaskKey(taskID))
 	if err != nil {
 		return nil, err

@@ -164,7 +164,9 @@ def chord(url, serializer):
         out({"fired": body.request.id, "results": results})
 
     b = app.backend
-    for op in json.load(sys.stdin):
+    ops = json.load(sys.stdin)
+    out({"start": True})  # the Go side starts its own parts now
+    for op in ops:
         if op["op"] == "size":
             b.set_chord_size(op["gid"], op["size"])
             continue
