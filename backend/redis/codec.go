@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -145,6 +146,9 @@ func metaDoc(meta *broker.ResultMeta, now time.Time) ordered {
 // ASCII-only like Python's json.dumps (ensure_ascii), so a Go-written
 // document is byte-identical to the one a Python worker writes.
 func (b *Backend) encode(v any) ([]byte, error) {
+	if b.serializer == broker.SerializerMsgpack {
+		v = sortedMaps(v, 0)
+	}
 	body, _, _, err := broker.Marshal(b.serializer, v)
 	if err != nil {
 		return nil, fmt.Errorf("redis: encode: %w", err)
@@ -153,6 +157,42 @@ func (b *Backend) encode(v any) ([]byte, error) {
 		body = asciiJSON(body)
 	}
 	return body, nil
+}
+
+// sortedMaps gives maps a fixed key order for msgpack (broker's msgpack
+// encoder writes Go maps in random order): the same value always encodes to
+// the same bytes, as with JSON — which matters for chord members, where a
+// redelivered part must produce the member it produced before.
+func sortedMaps(v any, depth int) any {
+	if depth > 100 {
+		return v
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		o := ordered{keys: keys, vals: make([]any, len(keys))}
+		for i, k := range keys {
+			o.vals[i] = sortedMaps(x[k], depth+1)
+		}
+		return o
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = sortedMaps(e, depth+1)
+		}
+		return out
+	case ordered:
+		out := ordered{keys: x.keys, vals: make([]any, len(x.vals))}
+		for i, e := range x.vals {
+			out.vals[i] = sortedMaps(e, depth+1)
+		}
+		return out
+	}
+	return v
 }
 
 // asciiJSON replaces every non-ASCII character of a JSON text with its
