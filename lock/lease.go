@@ -30,6 +30,10 @@ type Lease struct {
 	timer *time.Timer
 	err   error
 	done  chan struct{}
+	// cancels are KeepAlive contexts, cancelled by end itself so that the
+	// work under them stops at once, even while a renewal is blocked on a
+	// server that does not answer.
+	cancels []context.CancelCauseFunc
 
 	keepers sync.WaitGroup
 }
@@ -51,6 +55,10 @@ func (le *Lease) end(err error) {
 	le.err = err
 	le.timer.Stop()
 	close(le.done)
+	for _, cancel := range le.cancels {
+		cancel(err)
+	}
+	le.cancels = nil
 	if err != ErrReleased {
 		le.l.log.Warn("lease ended", "lock", le.name, "token", le.token, "err", err)
 	}
@@ -163,6 +171,14 @@ func (le *Lease) KeepAlive(ctx context.Context, interval time.Duration) context.
 	if interval <= 0 {
 		interval = le.expiry / 3
 	}
+	le.mu.Lock()
+	if le.err != nil {
+		le.mu.Unlock()
+		cancel(le.err)
+		return kctx
+	}
+	le.cancels = append(le.cancels, cancel)
+	le.mu.Unlock()
 	le.keepers.Add(1)
 	go func() {
 		defer le.keepers.Done()
