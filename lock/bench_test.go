@@ -62,7 +62,7 @@ func BenchmarkLockUnlock(b *testing.B) {
 		rs := redsync.New(pools...)
 		b.Run(setup.name+"/redsync", func(b *testing.B) {
 			run(b, func(ctx context.Context, name string) error {
-				m := rs.NewMutex(lk.key(name), redsync.WithTries(1), redsync.WithFailFast(true))
+				m := rs.NewMutex(lk.key(name), redsync.WithTries(1))
 				if err := m.TryLockContext(ctx); err != nil {
 					return err
 				}

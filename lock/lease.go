@@ -124,20 +124,16 @@ func (le *Lease) Extend(ctx context.Context) error {
 // deniedByMajority: enough servers answered "not yours" that no majority
 // can still hold our value.
 func (le *Lease) deniedByMajority(err error) bool {
-	n := 0
-	for _, e := range unjoin(err) {
-		var nt *redsync.ErrNodeTaken
-		if errors.As(e, &nt) {
-			n++
-		}
-	}
-	return n > len(le.l.clients)-le.l.quorum
+	return le.notOurs(err) > len(le.l.clients)-le.l.quorum
 }
 
 // Unlock releases the lease: it ends at once (ErrReleased) and the lock
-// key is deleted where it still holds our value. ErrNotHeld means the lock
-// had already expired or been taken over — whatever the lease protected may
-// have been touched by another holder.
+// key is deleted where it still holds our value. ErrNotHeld means the lease
+// had already ended, or a majority of servers no longer held our key —
+// whatever the lease protected may have been touched by another holder.
+// Servers that cannot be reached keep our key until it expires, which is
+// harmless: the lease was valid, and the lock is free once the reachable
+// majority has dropped it.
 func (le *Lease) Unlock(ctx context.Context) error {
 	prior := le.Err()
 	le.end(ErrReleased)
@@ -145,19 +141,32 @@ func (le *Lease) Unlock(ctx context.Context) error {
 	le.op.Lock()
 	ok, err := le.m.UnlockContext(ctx)
 	le.op.Unlock()
-	if ok && (prior == nil || prior == ErrReleased) {
-		return nil
-	}
-	if prior == ErrReleased {
+	switch {
+	case prior == ErrReleased:
 		return fmt.Errorf("lock %q: %w: already unlocked", le.name, ErrNotHeld)
-	}
-	if prior != nil {
+	case prior != nil:
 		return fmt.Errorf("lock %q: %w: %w", le.name, ErrNotHeld, prior)
+	case ok:
+		return nil
+	case le.notOurs(err) >= le.l.quorum:
+		return fmt.Errorf("lock %q: %w: %w", le.name, ErrNotHeld, err)
 	}
-	if err == nil {
-		return fmt.Errorf("lock %q: %w", le.name, ErrNotHeld)
+	le.l.log.Warn("lock released on fewer than a majority of servers; the rest expire with the lease",
+		"lock", le.name, "err", err)
+	return nil
+}
+
+// notOurs counts the servers that answered that the key is absent or
+// holds another value.
+func (le *Lease) notOurs(err error) int {
+	n := 0
+	for _, e := range unjoin(err) {
+		var nt *redsync.ErrNodeTaken
+		if errors.As(e, &nt) || errors.Is(e, redsync.ErrLockAlreadyExpired) {
+			n++
+		}
 	}
-	return fmt.Errorf("lock %q: %w: %w", le.name, ErrNotHeld, err)
+	return n
 }
 
 // KeepAlive renews the lease every interval (use about a third of its

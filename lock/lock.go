@@ -275,13 +275,13 @@ func validity(start time.Time, expiry time.Duration) time.Time {
 
 // acquireQuorum is Redlock over several masters, then the quorum token.
 func (l *Locker) acquireQuorum(ctx context.Context, name, key string, o options) (*redsync.Mutex, time.Time, uint64, error) {
-	m := l.rs.NewMutex(key,
-		redsync.WithExpiry(o.expiry),
-		redsync.WithTries(1),
-		// Answer as soon as a majority agrees, so a dead server costs
-		// nothing while the others answer.
-		redsync.WithFailFast(true),
-	)
+	// Not WithFailFast: returning at the first majority leaves SETNXs in
+	// flight on the other servers, and one landing after the failed
+	// attempt's release leaves a stray key for a whole lease; under
+	// contention those strays kept every contender below a majority. A
+	// server that hangs costs at most expiry × 5% (redsync's per-server
+	// timeout); a dead one refuses at once.
+	m := l.rs.NewMutex(key, redsync.WithExpiry(o.expiry), redsync.WithTries(1))
 	if err := m.TryLockContext(ctx); err != nil {
 		return nil, time.Time{}, 0, l.acquireError(name, err)
 	}

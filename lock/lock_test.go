@@ -282,12 +282,14 @@ func TestKeepAlive(t *testing.T) {
 	c := sharedClient(t)
 	lk := newLocker(t, Config{Clients: []goredis.UniversalClient{c}})
 	ctx := ctxFor(t, 10*time.Second)
-	lease, err := lk.Lock(ctx, "x", WithExpiry(300*time.Millisecond))
+	// Generous margins: under -race on a loaded machine a renewal can
+	// take a good part of a second.
+	lease, err := lk.Lock(ctx, "x", WithExpiry(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	work := lease.KeepAlive(ctx, 80*time.Millisecond)
-	deadline := time.Now().Add(900 * time.Millisecond) // three lease lengths
+	work := lease.KeepAlive(ctx, 100*time.Millisecond)
+	deadline := lease.Expiry().Add(time.Second) // renewed for a whole extra lease
 	if err := redistest.Eventually(5*time.Second, func() error {
 		if lease.Err() != nil {
 			return fmt.Errorf("lease ended: %w", lease.Err())
