@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -287,15 +286,62 @@ func TestWaitAcrossOutage(t *testing.T) {
 	}
 }
 
+// TestWaitHalfDeadConnection: the pub/sub connection stays open but
+// nothing gets through any more (a silent network failure, the case where
+// Celery's workers are known to hang). The health check's unanswered ping
+// replaces the connection, and the waiter gets its result.
+func TestWaitHalfDeadConnection(t *testing.T) {
+	t.Parallel()
+	direct := newBackend(t, Config{})
+	px := startProxy(t, strings.TrimPrefix(strings.TrimSuffix(testenv.RedisURL(t), "/0"), "redis://"))
+	// The freeze also silences the pooled command connections; a short
+	// socket timeout lets the GET after re-subscribing move to a new one.
+	b := newBackend(t, Config{URL: "redis://" + px.addr() + "/0?socket_timeout=0.5", HealthCheck: 200 * time.Millisecond})
+	ctx := testCtx(t, 30*time.Second)
+	id := newID(t)
+	res := make(chan error, 1)
+	go func() {
+		m, err := b.Wait(ctx, id)
+		if err == nil && m.Result != "late" {
+			err = fmt.Errorf("got %v", m.Result)
+		}
+		res <- err
+	}()
+	waitSubscribed(t, direct.Client(), 1, TaskKey(id))
+	px.freeze() // existing connections go silent; new ones work
+	if err := direct.Store(ctx, success(id, "late")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // proxy is a TCP relay the test can cut: setDown(true) drops every
-// connection and refuses new ones.
+// connection and refuses new ones; freeze makes the current connections
+// silently drop everything.
 type proxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
 	down   bool
 	conns  map[net.Conn]struct{}
+	frozen map[net.Conn]bool
 	wg     sync.WaitGroup
+}
+
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		p.frozen[c] = true
+	}
+}
+
+func (p *proxy) isFrozen(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frozen[c]
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -303,7 +349,7 @@ func startProxy(t *testing.T, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, frozen: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -340,9 +386,20 @@ func (p *proxy) accept() {
 		p.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
 			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			dst.Close()
-			src.Close()
+			defer dst.Close()
+			defer src.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := src.Read(buf)
+				if n > 0 && !p.isFrozen(src) {
+					if _, werr := dst.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
 		}
 		go pipe(s, c)
 		go pipe(c, s)
