@@ -84,7 +84,7 @@ type Backend struct {
 var _ broker.ResultBackend = (*Backend)(nil)
 
 func init() {
-	broker.RegisterBackend(Open, "redis", "rediss", "unix", "socket", "redis+socket",
+	broker.RegisterBackend(Open, "redis", "rediss", "unix", "redis+socket",
 		"sentinel", "redis+cluster", "rediss+cluster")
 }
 
