@@ -328,6 +328,7 @@ func Marshal(serializer string, v any) (body []byte, contentType, contentEncodin
 		e := msgpack.NewEncoder(&buf)
 		e.UseCompactInts(true)
 		e.UseCompactFloats(false)
+		e.SetSortMapKeys(true)
 		e.SetCustomStructTag("json")
 		if err := e.Encode(v); err != nil {
 			return nil, "", "", fmt.Errorf("broker: msgpack: %w", err)
