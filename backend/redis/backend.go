@@ -62,6 +62,9 @@ type Config struct {
 	HealthCheck time.Duration
 	// ClientName is sent with CLIENT SETNAME when dialing URL. Default "celeriac".
 	ClientName string
+	// KeyPrefix prefixes celeriac's own keys (the revoked set); Celery's
+	// keys keep their names. Default "celeriac:".
+	KeyPrefix string
 	// Logger receives connection problems; nil discards them.
 	Logger *slog.Logger
 }
@@ -79,6 +82,7 @@ type Backend struct {
 	hub        *hub
 	closed     atomic.Bool
 	now        func() time.Time
+	prefix     string
 }
 
 var _ broker.ResultBackend = (*Backend)(nil)
@@ -95,14 +99,27 @@ func Open(ctx context.Context, rawURL string, opts broker.BackendOptions) (broke
 		Expires:    opts.Expires,
 		Serializer: opts.Serializer,
 		Logger:     opts.Logger,
-		ClientName: opts.Name,
+		ClientName: clientName(opts.Name),
 	})
+}
+
+// clientName makes a name CLIENT SETNAME accepts (no spaces or newlines).
+func clientName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' {
+			return '_'
+		}
+		return r
+	}, s)
 }
 
 // New checks cfg, connects and pings the server, so that a wrong URL or an
 // unreachable Redis is reported at start-up.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
-	b := &Backend{log: cfg.Logger, now: time.Now}
+	b := &Backend{log: cfg.Logger, now: time.Now, prefix: cfg.KeyPrefix}
+	if b.prefix == "" {
+		b.prefix = "celeriac:"
+	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
