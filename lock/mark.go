@@ -1,0 +1,99 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Marks record that the work a lock protects is finished, so a later
+// holder can skip it: the worker's exactly-once guard marks a task id
+// done (with its final state) before it releases the task's lease.
+//
+// A mark is written to a majority of the servers and read from a
+// majority; any two majorities share a server, so a mark that was written
+// is always seen, even with one of three Redlock masters down.
+
+func (l *Locker) markKey(name string) string { return l.key(name) + ":done" }
+
+// Mark records name as done, with value, for ttl.
+func (l *Locker) Mark(ctx context.Context, name, value string, ttl time.Duration) error {
+	if name == "" {
+		return errors.New("lock: empty lock name")
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("lock: mark %q: ttl must be positive", name)
+	}
+	// Every server is written, not just the first majority to answer, so
+	// losing one server later still leaves a majority with the mark.
+	key := l.markKey(name)
+	errs := make(chan error, len(l.clients))
+	for _, c := range l.clients {
+		go func() { errs <- c.Set(ctx, key, value, ttl).Err() }()
+	}
+	var failed []error
+	for range l.clients {
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(l.clients)-len(failed) < l.quorum {
+		return fmt.Errorf("lock: mark %q: %w: %w", name, ErrNoQuorum, errors.Join(failed...))
+	}
+	return nil
+}
+
+// Marked returns the mark recorded for name, if a majority can be read.
+func (l *Locker) Marked(ctx context.Context, name string) (value string, found bool, err error) {
+	key := l.markKey(name)
+	if len(l.clients) == 1 {
+		v, err := l.clients[0].Get(ctx, key).Result()
+		switch {
+		case errors.Is(err, goredis.Nil):
+			return "", false, nil
+		case err != nil:
+			return "", false, fmt.Errorf("lock: read mark %q: %w", name, err)
+		}
+		return v, true, nil
+	}
+	type result struct {
+		v     string
+		found bool
+		err   error
+	}
+	ch := make(chan result, len(l.clients))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, c := range l.clients {
+		go func() {
+			v, err := c.Get(ctx, key).Result()
+			if errors.Is(err, goredis.Nil) {
+				ch <- result{}
+				return
+			}
+			ch <- result{v: v, found: err == nil, err: err}
+		}()
+	}
+	answered := 0
+	var errs []error
+	for range l.clients {
+		r := <-ch
+		if r.err != nil {
+			errs = append(errs, r.err)
+			if len(errs) > len(l.clients)-l.quorum {
+				break
+			}
+			continue
+		}
+		if r.found {
+			return r.v, true, nil
+		}
+		if answered++; answered >= l.quorum {
+			return "", false, nil
+		}
+	}
+	return "", false, fmt.Errorf("lock: read mark %q: %w: %w", name, ErrNoQuorum, errors.Join(errs...))
+}

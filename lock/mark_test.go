@@ -1,0 +1,74 @@
+package lock
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/celeriac/celeriac/internal/testenv"
+)
+
+// markLocker returns a locker over n independent keyspaces of the shared
+// test Redis (databases 13–15), which behave as independent masters for
+// marks.
+func markLocker(t *testing.T, n int) (*Locker, []goredis.UniversalClient) {
+	t.Helper()
+	opt, err := goredis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []goredis.UniversalClient
+	for i := range n {
+		o := *opt
+		o.DB = 13 + i
+		c := goredis.NewClient(&o)
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, c)
+	}
+	return newLocker(t, Config{Clients: clients}), clients
+}
+
+func TestMarks(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(map[int]string{1: "single", 3: "majority"}[n], func(t *testing.T) {
+			l, clients := markLocker(t, n)
+			ctx := ctxFor(t, 10*time.Second)
+			if _, found, err := l.Marked(ctx, "task-1"); err != nil || found {
+				t.Fatalf("fresh name marked: %v %v", found, err)
+			}
+			if err := l.Mark(ctx, "task-1", "SUCCESS", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			v, found, err := l.Marked(ctx, "task-1")
+			if err != nil || !found || v != "SUCCESS" {
+				t.Fatalf("Marked = %q %v %v", v, found, err)
+			}
+			copies := 0
+			for _, c := range clients {
+				if ttl := c.TTL(ctx, l.markKey("task-1")).Val(); ttl > 0 && ttl <= time.Minute {
+					copies++
+				}
+			}
+			if copies != n {
+				t.Errorf("mark with a TTL on %d of %d servers", copies, n)
+			}
+			if n == 3 {
+				// Lost on one server, still seen through the others.
+				for _, c := range clients {
+					if c.Exists(ctx, l.markKey("task-1")).Val() == 1 {
+						c.Del(context.Background(), l.markKey("task-1"))
+						break
+					}
+				}
+				if _, found, err := l.Marked(ctx, "task-1"); err != nil || !found {
+					t.Fatalf("mark on 2 of 3 servers not found: %v %v", found, err)
+				}
+			}
+			if err := l.Mark(ctx, "task-2", "x", 0); err == nil {
+				t.Error("a mark without ttl was accepted")
+			}
+		})
+	}
+}
