@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/celeriac/celeriac/broker"
+	"github.com/celeriac/celeriac/lock"
 )
 
 // job is one task message on its way through the worker:
@@ -28,6 +29,8 @@ type job struct {
 	earlyAcked bool
 	// cancel cancels the running task's context (revoke with terminate).
 	cancel context.CancelCauseFunc
+	// lease is the task's exactly-once lease while it runs.
+	lease *lock.Lease
 }
 
 // id and name are safe on jobs whose message could not be decoded.
@@ -109,7 +112,7 @@ func (w *Worker) poolLoop() {
 
 // process runs a due task and settles its message.
 func (w *Worker) process(j *job) {
-	if !w.admitBeforeRun(j) {
+	if !w.admitBeforeRun(j) || !w.guardEnter(j) {
 		return
 	}
 	out := w.execute(j)

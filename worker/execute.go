@@ -89,7 +89,13 @@ func (w *Worker) limits(j *job) (soft, hard time.Duration) {
 // execute runs the handler with the task's context and time limits.
 func (w *Worker) execute(j *job) *outcome {
 	req := &Request{Task: j.t, Hostname: w.hostname, Queue: j.d.Queue, Redelivered: j.d.Redelivered, Worker: w}
-	ctx, cancel := context.WithCancelCause(w.taskCtx)
+	base := w.taskCtx
+	if j.lease != nil {
+		req.FencingToken = j.lease.Token()
+		// Renewed while the task runs; losing it cancels the task.
+		base = j.lease.KeepAlive(base, w.cfg.GuardLease/3)
+	}
+	ctx, cancel := context.WithCancelCause(base)
 	defer cancel(context.Canceled)
 	j.cancel = cancel
 	ctx = context.WithValue(ctx, requestKey{}, req)

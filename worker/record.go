@@ -71,12 +71,25 @@ func (w *Worker) storeMeta(j *job, st broker.State, result any, tb *string, chil
 //	FAILURE  FAILURE is stored, then errbacks and chord accounting
 //	RETRY    the next attempt is published, then RETRY is stored
 func (w *Worker) complete(j *job, out *outcome) {
+	if w.leaseLost(j) {
+		// Another worker may hold the task now: record nothing, and let
+		// the broker deliver it again (the guard then decides).
+		w.metrics.guard.WithLabelValues("lost").Inc()
+		w.reject(j, true, "exactly-once lease lost while running: "+j.lease.Err().Error())
+		return
+	}
 	switch {
 	case out.ignore:
+		w.guardExit(j, string(broker.StateIgnored))
 		w.ack(j)
 		w.obs.ignored(j)
 		return
 	case out.state == "":
+		if out.requeue {
+			w.guardExit(j, "")
+		} else {
+			w.guardExit(j, string(broker.StateRejected))
+		}
 		w.reject(j, out.requeue, "task raised Reject: "+out.err.Error())
 		return
 	}
@@ -99,6 +112,7 @@ func (w *Worker) complete(j *job, out *outcome) {
 	case broker.StateRetry:
 		if err := w.retry(j, out); err != nil {
 			// The task must not be lost: leave it to the broker.
+			w.guardExit(j, "")
 			w.reject(j, true, "publishing the retry failed: "+err.Error())
 			return
 		}
@@ -111,6 +125,11 @@ func (w *Worker) complete(j *job, out *outcome) {
 		}
 		w.storeState(j, broker.StateRetry, result, tb, true)
 		w.obs.retried(j, out)
+	}
+	if out.state.Ready() {
+		w.guardExit(j, string(out.state))
+	} else {
+		w.guardExit(j, "")
 	}
 	w.processed.Add(1)
 	w.ack(j)

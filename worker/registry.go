@@ -25,6 +25,13 @@ type registered struct {
 	retryDelay   time.Duration
 	rateLimit    string
 	autoRetry    *AutoRetryPolicy
+	unguarded    bool
+}
+
+// Unguarded runs the task without the exactly-once guard: cheaper, for
+// tasks that are idempotent anyway.
+func Unguarded() TaskOption {
+	return func(r *registered) error { r.unguarded = true; return nil }
 }
 
 // TaskOption sets a per-task option at registration.
@@ -152,6 +159,11 @@ type Request struct {
 	// Worker is the worker running the task (to send tasks from inside a
 	// handler through Worker.Producer()).
 	Worker *Worker
+	// FencingToken is the task lease's fencing token under the
+	// exactly-once guard (0 when unguarded): larger than any token issued
+	// before for this task id. Store it with what the task writes and
+	// refuse writes carrying a smaller one.
+	FencingToken uint64
 }
 
 type requestKey struct{}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/celeriac/celeriac/broker"
 	"github.com/celeriac/celeriac/internal/clock"
+	"github.com/celeriac/celeriac/lock"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -72,6 +73,17 @@ type Config struct {
 	// ETAHoldLimit bounds how many ETA tasks are held in memory; beyond it
 	// new ones are parked even inside the horizon. Default 10,000.
 	ETAHoldLimit int
+	// Locker turns on the exactly-once guard (see guard.go), keeping task
+	// leases and done marks in its Redis servers: the result backend's, or
+	// several independent masters for Redlock. nil runs unguarded, which
+	// Start logs once.
+	Locker *lock.Locker
+	// GuardLease is a task's lease length, renewed every third of it while
+	// the task runs; a crashed worker's task is runnable again this long
+	// after the crash. Default 15 s.
+	GuardLease time.Duration
+	// GuardWindow is how long a task id stays marked done. Default 24 h.
+	GuardWindow time.Duration
 	// Revoked persists revocations; nil uses the Backend if it is a
 	// RevokedStore (the Redis backend is), else memory only.
 	Revoked RevokedStore
@@ -174,6 +186,18 @@ func New(cfg Config) (*Worker, error) {
 	case broker.SerializerJSON, broker.SerializerMsgpack:
 	default:
 		return nil, fmt.Errorf("worker: Config.Serializer %q: use json or msgpack", cfg.Serializer)
+	}
+	if cfg.GuardLease < 0 || cfg.GuardWindow < 0 {
+		return nil, errors.New("worker: Config.GuardLease and Config.GuardWindow must not be negative")
+	}
+	if cfg.GuardLease == 0 {
+		cfg.GuardLease = 15 * time.Second
+	}
+	if cfg.GuardLease < time.Second {
+		return nil, fmt.Errorf("worker: Config.GuardLease %v is too short (minimum 1s)", cfg.GuardLease)
+	}
+	if cfg.GuardWindow == 0 {
+		cfg.GuardWindow = 24 * time.Hour
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 2 * time.Second
@@ -313,6 +337,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Unlock()
 
 	w.startedAt = w.now()
+	if w.cfg.Locker == nil {
+		w.log.Warn("exactly-once guard off: no Redis for leases is configured; redelivered messages may run twice")
+	}
 	w.loadRevoked(ctx)
 	if !w.cfg.WithoutControl {
 		w.control = &control{w: w}
