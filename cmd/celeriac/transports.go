@@ -4,5 +4,6 @@ package main
 // scheme at run time.
 import (
 	_ "github.com/celeriac/celeriac/backend/memory"
+	_ "github.com/celeriac/celeriac/backend/redis"
 	_ "github.com/celeriac/celeriac/broker/memory"
 )

@@ -8,9 +8,13 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/celeriac/celeriac/broker"
+	"github.com/celeriac/celeriac/lock"
 	"github.com/celeriac/celeriac/worker"
 )
 
@@ -34,6 +38,9 @@ type workerFlags struct {
 	withoutHeartbeat bool
 	heartbeat        time.Duration
 	httpAddr         string
+	lockURLs         string
+	withoutGuard     bool
+	guardLease       time.Duration
 }
 
 func (f *workerFlags) parse(e *env, args []string) error {
@@ -59,6 +66,9 @@ func (f *workerFlags) parse(e *env, args []string) error {
 	fs.BoolVar(&f.withoutHeartbeat, "without-heartbeat", false, "send no worker-heartbeat events")
 	fs.DurationVar(&f.heartbeat, "heartbeat-interval", 2*time.Second, "interval of worker-heartbeat events")
 	fs.StringVar(&f.httpAddr, "http", "", "serve /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9808 (off when empty)")
+	fs.StringVar(&f.lockURLs, "lock-url", "", "Redis for the exactly-once guard's leases: one URL, or several independent masters separated by ',' for Redlock (default: the result backend's Redis)")
+	fs.BoolVar(&f.withoutGuard, "without-guard", false, "run without the exactly-once guard")
+	fs.DurationVar(&f.guardLease, "guard-lease", 15*time.Second, "exactly-once lease length; a crashed worker's task is runnable again after it")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 0, "on SIGTERM, wait this long for running tasks before cancelling them (0: wait until they finish)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -116,12 +126,19 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	if rb != nil {
 		defer rb.Close()
 	}
+	locker, err := f.locker(rb, log)
+	if err != nil {
+		return err
+	}
+	if locker != nil {
+		defer locker.Close()
+	}
 	hb := f.heartbeat
 	if f.withoutHeartbeat {
 		hb = -1
 	}
 	w, err := worker.New(worker.Config{
-		TaskEvents: f.taskEvents, HeartbeatInterval: hb,
+		TaskEvents: f.taskEvents, HeartbeatInterval: hb, Locker: locker, GuardLease: f.guardLease,
 		Broker: b, Backend: rb, Queues: f.queueDecls(), Concurrency: f.concurrency,
 		PrefetchMultiplier: f.prefetch, Hostname: host, TrackStarted: f.trackStarted,
 		ResultExtended: f.resultExtended, StoreErrorsEvenIfIgnored: f.storeErrsIgnored,
@@ -160,6 +177,27 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 		defer cancel()
 	}
 	return w.Shutdown(sctx)
+}
+
+// locker builds the exactly-once guard's lock store: --lock-url, else the
+// Redis result backend's connection, else none (the worker says so).
+func (f *workerFlags) locker(rb broker.ResultBackend, log *slog.Logger) (*lock.Locker, error) {
+	if f.withoutGuard {
+		return nil, nil
+	}
+	if urls := splitList(strings.ReplaceAll(f.lockURLs, ";", ",")); len(urls) > 0 {
+		l, err := lock.New(lock.Config{URLs: urls, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("--lock-url: %w", err)
+		}
+		return l, nil
+	}
+	if c, ok := rb.(interface {
+		Client() goredis.UniversalClient
+	}); ok {
+		return lock.New(lock.Config{Clients: []goredis.UniversalClient{c.Client()}, Logger: log})
+	}
+	return nil, nil
 }
 
 // serveHTTP serves h on addr until the returned stop function is called.
