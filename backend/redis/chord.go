@@ -49,58 +49,13 @@ func (b *Backend) AddToChord(ctx context.Context, groupID string) error {
 	return nil
 }
 
-// ChordPart is a finished header task of a chord.
-type ChordPart struct {
-	GroupID string
-	TaskID  string
-	// GroupIndex is the task's position in the header (the message's
-	// group_index header); nil sorts after every indexed part, as Celery's
-	// '+inf' score does.
-	GroupIndex *int
-	// State is the task's ready state: SUCCESS, FAILURE or REVOKED.
-	State broker.State
-	// Result is the return value, or the exception (*broker.ExceptionInfo
-	// or its dict) for FAILURE and REVOKED.
-	Result any
-}
-
-// ChordJoin is the outcome of recording one chord part.
-type ChordJoin struct {
-	// Ready is true for exactly one caller: the one whose part completed
-	// the header (count == size + adjustment). That caller fires the body
-	// with Results, or fails it with Err, then calls ChordCleanup.
-	Ready bool
-	// Added is false when this very part (same id, state and result) was
-	// recorded before: a redelivered task.
-	Added bool
-	// Count is the number of parts recorded so far; Size the expected
-	// number (0 while the size is not written yet).
-	Count, Size int
-	// Results are the header results ordered by group_index (when Ready
-	// and Err is nil).
-	Results []any
-	// Err is set when Ready and a header task failed: the body must be
-	// marked FAILURE with Err.Exception() (Celery's ChordError).
-	Err *ChordError
-}
-
-// ChordError is a failed chord: Celery's celery.exceptions.ChordError.
-type ChordError struct {
-	GroupID string
-	// TaskID is the failed header task and Dependency its exception.
-	TaskID     string
-	Dependency broker.ExceptionInfo
-	// Message is Celery's text, e.g. "Dependency <id> raised ValueError('x')".
-	Message string
-}
-
-func (e *ChordError) Error() string { return "chord " + e.GroupID + ": " + e.Message }
-
-// Exception is what to store as the chord body's FAILURE, exactly as a
-// Python worker would.
-func (e *ChordError) Exception() *broker.ExceptionInfo {
-	return &broker.ExceptionInfo{Type: "ChordError", Module: "celery.exceptions", Message: []any{e.Message}}
-}
+// The chord types are the broker package's, so a worker can use any
+// backend with a native chord join.
+type (
+	ChordPart  = broker.ChordPart
+	ChordJoin  = broker.ChordJoin
+	ChordError = broker.ChordError
+)
 
 // ChordPartReturn records a finished header task exactly as Celery
 // 5.2.6's RedisBackend.on_chord_part_return does, so Python and Go workers
@@ -304,3 +259,5 @@ func pyExcRepr(exc broker.ExceptionInfo) string {
 	b.WriteByte(')')
 	return b.String()
 }
+var _ broker.ChordBackend = (*Backend)(nil)
+var _ broker.GroupBackend = (*Backend)(nil)
