@@ -175,6 +175,10 @@ func signatureFrom(v any) (*Signature, bool) {
 	return s, true
 }
 
+// SignaturesFrom reads a list of signature dicts (a single one is taken
+// as a list of one), as found in link and link_error options.
+func SignaturesFrom(v any) ([]Signature, bool) { return signaturesFrom(v) }
+
 func signaturesFrom(v any) ([]Signature, bool) {
 	if v == nil {
 		return nil, true
