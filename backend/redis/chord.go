@@ -259,5 +259,6 @@ func pyExcRepr(exc broker.ExceptionInfo) string {
 	b.WriteByte(')')
 	return b.String()
 }
+
 var _ broker.ChordBackend = (*Backend)(nil)
 var _ broker.GroupBackend = (*Backend)(nil)
