@@ -63,3 +63,9 @@ def py_retry(self, key):
     if self.request.retries < 2:
         raise self.retry(countdown=0.1, exc=KeyError(key))
     return {"retries": self.request.retries, "runs": n}
+
+
+@app.task(name="celeriac.noop")
+def noop():
+    """The benchmark's no-op, so Celery's own worker can drain the same load."""
+    return None
