@@ -117,4 +117,3 @@ func (s *Stream) stop() {
 		<-s.done
 	}
 }
-
