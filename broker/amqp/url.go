@@ -32,7 +32,7 @@ type target struct {
 
 // userinfoRE finds "user:password@" so that a URL Go cannot parse can
 // still be logged without its password.
-var userinfoRE = regexp.MustCompile(`://([^:/@]*):[^@]*@`)
+var userinfoRE = regexp.MustCompile(`://([^:/@]*):[^/]*@`)
 
 // redact hides the password of raw, parseable or not.
 func redact(raw string) string {
