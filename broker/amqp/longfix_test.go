@@ -28,7 +28,9 @@ func field(name string, typ byte, value []byte) []byte {
 
 func long(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
 
-func withLen(b []byte) []byte { return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...) }
+func withLen(b []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+}
 
 func TestFixContentHeader(t *testing.T) {
 	inner := field("deep", 'L', long(1<<50))
