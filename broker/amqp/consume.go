@@ -52,6 +52,11 @@ type attachment struct {
 	// (queue deleted): the attachment is rebuilt.
 	unexpected     chan struct{}
 	unexpectedOnce sync.Once
+	// unsettled counts deliveries handed out and not yet settled; once the
+	// consumer is cancelled and it reaches zero the channel is closed.
+	// Both guarded by consumer.mu.
+	unsettled int
+	cancelled bool
 }
 
 // Consume implements broker.Broker.
@@ -147,14 +152,22 @@ func (c *consumer) forward(a *attachment, queue, tag string, ds <-chan amqp.Deli
 		m := toMessage(&d)
 		stripDelayHeaders(m.Headers)
 		del := broker.NewDelivery(m, queue, d.Exchange, d.RoutingKey, d.Redelivered, ack)
+		c.mu.Lock()
+		a.unsettled++
+		c.mu.Unlock()
 		select {
 		case c.out <- del:
+			if c.noAck {
+				c.settled(a)
+			}
 		case <-c.quit:
 			if !c.noAck {
 				_ = a.ch.Nack(d.DeliveryTag, false, true)
 			}
+			c.settled(a)
 		case <-a.gone:
 			// The channel is gone: the broker has requeued it already.
+			c.settled(a)
 		}
 	}
 	// The delivery channel closed: our cancel, the channel's end, or a
@@ -201,6 +214,13 @@ func (c *consumer) run(a *attachment) {
 			case <-c.quit:
 				c.cancelAll(a)
 				a.fwd.Wait()
+				c.mu.Lock()
+				a.cancelled = true
+				idle := a.unsettled == 0
+				c.mu.Unlock()
+				if idle {
+					_ = a.ch.Close()
+				}
 				return
 			}
 		}
@@ -262,6 +282,18 @@ func (c *consumer) cancelAll(a *attachment) {
 			// The channel is closing; its deliveries are requeued.
 			return
 		}
+	}
+}
+
+// settled notes that one delivery of a is settled (or never will be), and
+// closes a cancelled consumer's channel when none remain.
+func (c *consumer) settled(a *attachment) {
+	c.mu.Lock()
+	a.unsettled--
+	idle := a.cancelled && a.unsettled == 0
+	c.mu.Unlock()
+	if idle {
+		_ = a.ch.Close()
 	}
 }
 
@@ -396,12 +428,16 @@ func (k *acker) settle(f func() error) error {
 		return broker.ErrStaleDelivery
 	default:
 	}
+	if k.a.ch.IsClosed() {
+		return broker.ErrStaleDelivery
+	}
 	if err := f(); err != nil {
 		if k.a.ch.IsClosed() {
 			return broker.ErrStaleDelivery
 		}
 		return fmt.Errorf("amqp: settle: %w", err)
 	}
+	k.c.settled(k.a)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/bits"
 	"strconv"
@@ -81,6 +82,15 @@ func (t *Transport) declareLadder(ctx context.Context, s *session, target string
 				}
 			}
 		}
+		if target != "" {
+			// A missing target would swallow the message when it is due.
+			if err := ch.ExchangeDeclarePassive(target, amqp.ExchangeDirect, false, false, false, false, nil); err != nil {
+				if notFound(err) {
+					return fmt.Errorf("%w: exchange %q does not exist", broker.ErrUnroutable, target)
+				}
+				return err
+			}
+		}
 		// The last hop: a queue per target exchange whose messages expire
 		// at once and are dead-lettered to the target with their own
 		// routing key.
@@ -146,6 +156,15 @@ func (t *Transport) PublishAt(ctx context.Context, p broker.Publishing, at time.
 		}
 		if err := t.declareLadder(ctx, s, p.Exchange); err != nil {
 			return err
+		}
+		if p.Exchange == "" {
+			// Check the queue now rather than lose the message when due.
+			if _, err := t.Inspect(ctx, p.RoutingKey); err != nil {
+				if errors.Is(err, broker.ErrQueueNotFound) {
+					return fmt.Errorf("%w: queue %q does not exist", broker.ErrUnroutable, p.RoutingKey)
+				}
+				return err
+			}
 		}
 		// Mandatory: with alternate exchanges down to the out exchange the
 		// message is unroutable only if the target's last hop is missing.

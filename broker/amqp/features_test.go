@@ -288,3 +288,78 @@ c.close()
 	}
 	_ = context.Background
 }
+
+func TestPublishAtChecksTarget(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	b, _ := open(t, broker.Options{})
+	name := testenv.Prefix(t)
+	at := time.Now().Add(time.Hour)
+	for _, p := range []broker.Publishing{
+		{RoutingKey: name + ".noqueue", Message: msg("x")},
+		{Exchange: name + ".noexchange", RoutingKey: "k", Message: msg("x")},
+	} {
+		if err := b.PublishAt(ctx, p, at); !errors.Is(err, broker.ErrUnroutable) {
+			t.Errorf("PublishAt to %q/%q: %v, want ErrUnroutable", p.Exchange, p.RoutingKey, err)
+		}
+	}
+	// A named direct exchange as the target, over several ladder levels
+	// (5 s = 4 s + 1 s), and a cancelled consumer's leftovers come back.
+	ex := broker.Exchange{Name: name + ".ex", Kind: "direct", Durable: true}
+	q := broker.Queue{Name: name + ".q", Exchange: ex, RoutingKey: "rk", Durable: true}
+	if err := b.Declare(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(5 * time.Second)
+	m := msg("via-exchange")
+	m.Headers = map[string]any{"keep": "me"}
+	m.Properties.Expiration = "1000" // must not make it leave a level early
+	if err := b.PublishAt(ctx, broker.Publishing{Exchange: ex.Name, RoutingKey: "rk", Message: m}, due); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(ctx)
+	d := recv(t, c)
+	got := time.Now()
+	if string(d.Message.Body) != "via-exchange" || d.RoutingKey != "rk" || d.Message.Headers["keep"] != "me" || len(d.Message.Headers) != 1 {
+		t.Fatalf("got %q rk=%q headers=%v", d.Message.Body, d.RoutingKey, d.Message.Headers)
+	}
+	if got.Before(due.Add(-time.Second)) || got.After(due.Add(3*time.Second)) {
+		t.Errorf("arrived %v, due %v", got.Format(time.StampMilli), due.Format(time.StampMilli))
+	}
+	_ = d.Ack(ctx)
+}
+
+func TestSettleAfterClose(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	b, _ := open(t, broker.Options{})
+	q := broker.TaskQueue(testenv.Prefix(t))
+	if err := b.Declare(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("x")}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := recv(t, c)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = d.Ack(ctx)
+	if !errors.Is(err, broker.ErrClosed) || !errors.Is(err, broker.ErrStaleDelivery) {
+		t.Fatalf("ack after Close: %v, want ErrClosed and ErrStaleDelivery", err)
+	}
+	if _, ok := <-c.Deliveries(); ok {
+		t.Fatal("Deliveries still open after Close")
+	}
+	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("y")}); !errors.Is(err, broker.ErrClosed) {
+		t.Fatalf("publish after Close: %v", err)
+	}
+}
