@@ -87,6 +87,8 @@ func newRecorder(t *testing.T, url string) *recorder {
 		for ex := range r.exchanges {
 			if ch, err := conn.Channel(); err == nil {
 				_ = ch.ExchangeDelete(ex, false, false)
+				// PublishAt's last hop towards this exchange, if any.
+				_, _ = ch.QueueDelete("celeriac.delay.to."+ex, false, false, false)
 				_ = ch.Close()
 			}
 		}
