@@ -54,8 +54,16 @@
 // delivery from the lost connection returns broker.ErrStaleDelivery
 // (RabbitMQ has requeued it), and after Close settling returns an error
 // matching both broker.ErrClosed and broker.ErrStaleDelivery. A cancelled
-// consumer's channel stays open so deliveries already handed out can be
-// settled, until the transport is closed.
+// consumer's channel stays open until the deliveries it handed out are
+// settled. RabbitMQ applies a new per-consumer prefetch only to consumers
+// started after it, so SetPrefetch starts a fresh consumer on each queue
+// and cancels the old one; deliveries the old one still holds do not count
+// against the new limit until they are settled. A consumer the broker
+// cancels (its queue was deleted) is resubscribed, declaring the queue again.
+//
+// Open fails if no URL of the list answers once, so a wrong address or
+// password is reported at start-up; after that, losses are repaired in the
+// background and calls wait for the new connection, bounded by their ctx.
 //
 // # Delayed delivery (PublishAt)
 //
