@@ -98,13 +98,17 @@ func deleteQueue(t *testing.T, url, name string) {
 
 // startWorker starts a Go worker on the queue with the builtins and the
 // extra handlers.
-func (e *amqpEnv) startWorker(extra map[string]worker.Handler) {
+func (e *amqpEnv) startWorker(extra map[string]worker.Handler, mutate ...func(*worker.Config)) {
 	e.t.Helper()
-	w, err := worker.New(worker.Config{
+	cfg := worker.Config{
 		Broker: e.broker, Backend: e.backend, Queues: []broker.Queue{broker.TaskQueue(e.queue)},
 		Concurrency: 2, Hostname: "go-" + e.queue + "@%h", DefaultQueue: e.queue,
-		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
-	})
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	w, err := worker.New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -298,5 +302,25 @@ func TestAMQPPickleRefused(t *testing.T) {
 	}
 	if n := strings.Count(e.logs.String(), "message rejected"); n != 1 {
 		t.Errorf("the pickle message was rejected %d times, want once:\n%s", n, e.logs)
+	}
+}
+
+// TestAMQPCountdownParked: a Python countdown beyond the worker's hold
+// horizon is parked in RabbitMQ (PublishAt's delay ladder) and runs when due.
+func TestAMQPCountdownParked(t *testing.T) {
+	t.Parallel()
+	e := newAMQPEnv(t)
+	e.startWorker(nil, func(c *worker.Config) { c.ETAHoldHorizon = 500 * time.Millisecond })
+	py := e.python("json", 2)
+	start := time.Now()
+	out := py.Send("celeriac.add", []any{2, 3}, nil, map[string]any{"countdown": 5})
+	if len(out) != 1 || out[0].State != "SUCCESS" || out[0].Result != 5.0 {
+		t.Fatalf("countdown task: %+v\n%s", out, e.logs)
+	}
+	if took := time.Since(start); took < 4*time.Second {
+		t.Errorf("ran after %v, before its countdown", took)
+	}
+	if !strings.Contains(e.logs.String(), "ETA task parked in the broker") {
+		t.Errorf("the task was not parked:\n%s", e.logs)
 	}
 }

@@ -137,6 +137,9 @@ func (t *Transport) PublishAt(ctx context.Context, p broker.Publishing, at time.
 	// cycle and drop the message; a per-message TTL would expire it early.
 	stripDelayHeaders(m.Headers)
 	m.Properties.Expiration = ""
+	if m.Properties.DeliveryMode == 0 {
+		m.Properties.DeliveryMode = 2 // unset: it waits long enough to need persisting
+	}
 	secs := uint64(delay / time.Second)
 	for l := range delayLevels {
 		if secs&(1<<l) != 0 {
