@@ -5,5 +5,6 @@ package main
 import (
 	_ "github.com/celeriac/celeriac/backend/memory"
 	_ "github.com/celeriac/celeriac/backend/redis"
+	_ "github.com/celeriac/celeriac/broker/amqp"
 	_ "github.com/celeriac/celeriac/broker/memory"
 )
