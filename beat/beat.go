@@ -91,13 +91,13 @@ type Beat struct {
 	closed  bool
 	started bool
 
-	wake   chan struct{}
+	wake chan struct{}
 	// testIdle, when set by tests, is called each time the leader has
 	// dispatched everything due at now and is about to wait.
 	testIdle func(now time.Time)
-	leader atomic.Bool
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	leader   atomic.Bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 type item struct {
