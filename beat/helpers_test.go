@@ -18,6 +18,3 @@ func (w tWriter) Write(p []byte) (int, error) {
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
-
-// helperMain is replaced by the HA test's process mode.
-func helperMain() bool { return false }
