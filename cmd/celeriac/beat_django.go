@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/celeriac/celeriac/beat"
+	"github.com/celeriac/celeriac/beat/djangobeat"
 )
 
 // openDjangoSource opens django-celery-beat's tables as a schedule source.
-var openDjangoSource = func(ctx context.Context, url string, log *slog.Logger) (beat.Source, func(), error) {
-	return nil, nil, errors.New("django-celery-beat support is not built in")
+func openDjangoSource(ctx context.Context, url string, log *slog.Logger) (beat.Source, func(), error) {
+	src, err := djangobeat.New(ctx, djangobeat.Config{URL: url, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, src.Close, nil
 }
