@@ -192,19 +192,29 @@ func TestCatchUpRunsOnce(t *testing.T) {
 		policy CatchUp
 		want   int
 	}{
-		{"run once", CatchUpRunOnce, 1},
-		{"skip", CatchUpSkip, 0},
+		{"run once", CatchUpRunOnce, 2},
+		{"skip", CatchUpSkip, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			cfg := h.config(Entry{Name: "e", Task: "t", Schedule: every(t, time.Minute)})
 			cfg.CatchUp = tc.policy
 			b := h.start(cfg)
-			// Ten periods pass in one step: as if beat had been down.
-			h.advance(10*time.Minute+time.Second, tc.want)
-			if n, _ := b.RunCount(context.Background(), "e"); n != 1 {
-				t.Errorf("run count %d, want 1 (the missed runs advance once)", n)
+			h.advance(time.Minute, 1)
+			// Beat is down for ten periods.
+			if err := b.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
 			}
+			h.clk.Advance(10 * time.Minute)
+			cfg = h.config(Entry{Name: "e", Task: "t", Schedule: every(t, time.Minute)})
+			cfg.CatchUp = tc.policy
+			b = h.start(cfg)
+			h.advance(time.Second, tc.want)
+			waitUntil(t, 5*time.Second, "the missed run to be recorded", func() bool {
+				n, _ := b.RunCount(context.Background(), "e")
+				return n == 2 // advanced once for the ten missed periods
+			})
+			// Then the schedule continues from the catch-up run.
 			h.advance(time.Minute, tc.want+1)
 		})
 	}

@@ -268,9 +268,16 @@ func (b *Beat) dispatch(ctx context.Context, token uint64, due []*item, now time
 		b.log.Warn("beat: entry was advanced by another beat; rereading", "entry", name)
 		b.refresh(ctx, name)
 	}
-	b.send(ctx, runs, now)
+	// These runs are recorded as ours: send them even if the lease ends
+	// meanwhile (a successor will not send them again), within a bound.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+	defer cancel()
+	b.send(sctx, runs, now)
 	return nil
 }
+
+// sendTimeout bounds the sends of one dispatch batch.
+const sendTimeout = 30 * time.Second
 
 func (b *Beat) send(ctx context.Context, runs []run, now time.Time) {
 	sem := make(chan struct{}, b.cfg.PublishConcurrency)
