@@ -3,6 +3,7 @@ package beat
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -115,7 +116,8 @@ func benchBeat(b *testing.B, n int, entry func(i int) Entry, on func(Dispatch)) 
 		entries[i] = entry(i)
 	}
 	rand.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
-	bt, err := New(Config{Producer: p, Redis: rdb, Prefix: prefix, Entries: entries, OnDispatch: on})
+	bt, err := New(Config{Producer: p, Redis: rdb, Prefix: prefix, Entries: entries, OnDispatch: on,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		b.Fatal(err)
 	}
