@@ -308,3 +308,21 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestStartAndExpiry(t *testing.T) {
+	h := newHarness(t)
+	b := h.start(h.config())
+	start := t0.Add(90 * time.Second)
+	if err := b.Add(Entry{Name: "later", Task: "t", Schedule: every(t, time.Minute), StartTime: start,
+		ExpiresAt: t0.Add(4 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(time.Minute, 0)    // due at +1m, held back until the start
+	h.advance(30*time.Second, 1) // +1m30s: the start
+	h.advance(time.Minute, 2)    // +2m30s
+	h.advance(time.Minute, 3)    // +3m30s
+	h.advance(time.Minute, 3)    // +4m30s is past the expiry
+	if d := h.dispatched(); !d[0].Due.Equal(start) {
+		t.Errorf("first run due %v, want the start %v", d[0].Due, start)
+	}
+}

@@ -27,7 +27,8 @@ type Entry struct {
 	LastRunAt time.Time
 	// OneOff entries run once and are then dropped (django's one_off).
 	OneOff bool
-	// StartTime: not due before this (django's start_time).
+	// StartTime: not due before this (django's start_time); an entry due
+	// earlier runs at StartTime.
 	StartTime time.Time
 	// ExpiresAt: never due after this (django's expires).
 	ExpiresAt time.Time
@@ -103,11 +104,9 @@ func (e *Entry) due(last time.Time) time.Time {
 		return next
 	}
 	if !e.StartTime.IsZero() && next.Before(e.StartTime) {
-		// The first due time at or after the start.
-		next = e.Schedule.Next(e.StartTime.Add(-time.Nanosecond))
-		if next.IsZero() {
-			return next
-		}
+		// django-celery-beat holds an entry back until start_time and then
+		// judges it as usual, so an entry that came due meanwhile runs then.
+		next = e.StartTime
 	}
 	if !e.ExpiresAt.IsZero() && next.After(e.ExpiresAt) {
 		return time.Time{}
