@@ -38,7 +38,9 @@ func TestBeatToPythonWorker(t *testing.T) {
 	defer cancel()
 	e, _, errOut := testEnv(map[string]string{"CELERY_BROKER_URL": amqpURL})
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, e, []string{"beat", "-s", file, "--redis", redisURL, "--name", name, "--lease", "1s"}) }()
+	go func() {
+		done <- run(ctx, e, []string{"beat", "-s", file, "--redis", redisURL, "--name", name, "--lease", "1s"})
+	}()
 
 	rdb, err := redisurl.NewClient(redisURL, redisurl.Options{})
 	if err != nil {
