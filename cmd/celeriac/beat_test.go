@@ -83,6 +83,13 @@ func TestBeatNeedsASchedule(t *testing.T) {
 	if err := run(context.Background(), e, []string{"beat", "-s", bad}); err == nil || !strings.Contains(err.Error(), `entry "x": schedule.crontab`) {
 		t.Errorf("err = %v", err)
 	}
+	// A database without django-celery-beat's tables is refused at start.
+	pg := testenv.PostgresURL(t)
+	e, _, _ = testEnv(map[string]string{"CELERY_BROKER_URL": "memory://django-db-check"})
+	if err := run(context.Background(), e, []string{"beat", "--django-db", pg, "--redis", testenv.RedisURL(t)}); err == nil ||
+		!strings.Contains(err.Error(), "--django-db") || !strings.Contains(err.Error(), "migrations") {
+		t.Errorf("err = %v", err)
+	}
 }
 
 // celeriac beat sends the file's entries as Celery task messages.
