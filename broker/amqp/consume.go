@@ -419,7 +419,7 @@ type acker struct {
 	tag uint64
 }
 
-func (k *acker) settle(f func() error) error {
+func (k *acker) settle(ctx context.Context, f func() error) error {
 	if k.c.t.isClosed() {
 		return errClosedStale
 	}
@@ -435,6 +435,18 @@ func (k *acker) settle(f func() error) error {
 		if k.a.ch.IsClosed() {
 			return broker.ErrStaleDelivery
 		}
+		// A write error: the channel is about to be declared closed.
+		timer := time.NewTimer(lostWait)
+		defer timer.Stop()
+		select {
+		case <-k.a.gone:
+			return broker.ErrStaleDelivery
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		if k.a.ch.IsClosed() {
+			return broker.ErrStaleDelivery
+		}
 		return fmt.Errorf("amqp: settle: %w", err)
 	}
 	k.c.settled(k.a)
@@ -442,11 +454,11 @@ func (k *acker) settle(f func() error) error {
 }
 
 func (k *acker) Ack(ctx context.Context) error {
-	return k.settle(func() error { return k.a.ch.Ack(k.tag, false) })
+	return k.settle(ctx, func() error { return k.a.ch.Ack(k.tag, false) })
 }
 
 func (k *acker) Reject(ctx context.Context, requeue bool) error {
-	return k.settle(func() error { return k.a.ch.Reject(k.tag, requeue) })
+	return k.settle(ctx, func() error { return k.a.ch.Reject(k.tag, requeue) })
 }
 
 // contextUntil is a context cancelled when quit closes.

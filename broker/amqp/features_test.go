@@ -363,3 +363,61 @@ func TestSettleAfterClose(t *testing.T) {
 		t.Fatalf("publish after Close: %v", err)
 	}
 }
+
+// TestPublishAcrossReconnect: publishes in flight when the connection is
+// cut are sent again on the next one; every Publish that returned nil is
+// in the queue.
+func TestPublishAcrossReconnect(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	direct, rawURL := open(t, broker.Options{})
+	u, _ := url.Parse(rawURL)
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5672")
+	}
+	px := newProxy(t, host)
+	u.Host = px.addr()
+	b := openWith(t, direct.rec, []string{u.String()}, broker.Options{MinBackoff: 20 * time.Millisecond})
+	q := broker.TaskQueue(testenv.Prefix(t))
+	if err := direct.Declare(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sent := 0
+	cut := make(chan struct{})
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg(fmt.Sprintf("%d-%d", w, i))}); err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+				mu.Lock()
+				sent++
+				if sent == writers*each/3 {
+					close(cut)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	<-cut
+	px.sever()
+	wg.Wait()
+	c, err := direct.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(ctx)
+	seen := map[string]bool{}
+	for len(seen) < writers*each {
+		d := recv(t, c)
+		seen[string(d.Message.Body)] = true
+		_ = d.Ack(ctx)
+	}
+}

@@ -303,10 +303,21 @@ func (t *Transport) withChannel(ctx context.Context, f func(*amqp.Channel) error
 			err = f(ch)
 			_ = ch.Close()
 		}
-		if err != nil && s.isLost() || errors.Is(err, amqp.ErrClosed) && s.conn.IsClosed() {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		var ae *amqp.Error
+		if errors.As(err, &ae) && channelException(ae) {
+			return err // the broker's answer (404, 406…), not a lost connection
+		}
+		if errors.Is(err, broker.ErrQueueNotFound) {
+			return err
+		}
+		var mm *broker.DeclareMismatchError
+		if errors.As(err, &mm) {
+			return err
+		}
+		if waitLost(ctx, s) {
 			continue
 		}
 		return err
