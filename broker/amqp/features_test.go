@@ -110,9 +110,9 @@ func TestQuorumQueue(t *testing.T) {
 	}
 }
 
-// TestReconnect cuts the consumer's connection mid-stream: consumption
-// resumes on a new connection, deliveries from the lost one settle with
-// ErrStaleDelivery, and every message is processed.
+// TestReconnect cuts the consumer's connection three times mid-stream:
+// consumption resumes on a new connection each time, deliveries from a lost
+// one settle with ErrStaleDelivery, and every message is processed.
 func TestReconnect(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t)
@@ -124,19 +124,17 @@ func TestReconnect(t *testing.T) {
 	}
 	px := newProxy(t, host)
 	u.Host = px.addr()
-	var reconnects, disconnects sync.WaitGroup
-	reconnects.Add(1)
-	disconnects.Add(1)
-	var once1, once2 sync.Once
+	reconnected := make(chan string, 10)
+	disconnected := make(chan error, 10)
 	b := openWith(t, pub.rec, []string{u.String()}, broker.Options{MinBackoff: 20 * time.Millisecond, Hooks: broker.Hooks{
-		OnReconnect:  func(string) { once1.Do(reconnects.Done) },
-		OnDisconnect: func(error) { once2.Do(disconnects.Done) },
+		OnReconnect:  func(url string) { reconnected <- url },
+		OnDisconnect: func(err error) { disconnected <- err },
 	}})
 	q := broker.TaskQueue(testenv.Prefix(t))
 	if err := pub.Declare(ctx, q); err != nil {
 		t.Fatal(err)
 	}
-	const n = 200
+	const n = 300
 	c, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -150,17 +148,20 @@ func TestReconnect(t *testing.T) {
 			}
 		}
 	}()
+	cuts := map[int]bool{n / 4: true, n / 2: true, 3 * n / 4: true}
 	seen := map[string]bool{}
-	var held *broker.Delivery
+	var held []*broker.Delivery
 	for len(seen) < n {
 		d := recv(t, c)
-		if len(seen) == n/2 && held == nil {
+		if cuts[len(seen)] {
 			// Keep this one unacked and cut the connection under it.
-			held = d
+			delete(cuts, len(seen))
+			held = append(held, d)
 			if px.sever() == 0 {
 				t.Fatal("no proxied connection to sever")
 			}
-			disconnects.Wait()
+			<-disconnected
+			<-reconnected
 			continue
 		}
 		if err := d.Ack(ctx); err != nil {
@@ -171,12 +172,16 @@ func TestReconnect(t *testing.T) {
 		}
 		seen[string(d.Message.Body)] = true
 	}
-	reconnects.Wait()
-	if err := held.Ack(ctx); !errors.Is(err, broker.ErrStaleDelivery) {
-		t.Fatalf("ack from the lost connection: %v, want ErrStaleDelivery", err)
+	if len(held) != 3 {
+		t.Fatalf("%d cuts made, want 3", len(held))
 	}
-	if !seen[string(held.Message.Body)] {
-		t.Fatalf("message %s held during the cut was never redelivered", held.Message.Body)
+	for _, h := range held {
+		if err := h.Ack(ctx); !errors.Is(err, broker.ErrStaleDelivery) {
+			t.Fatalf("ack from a lost connection: %v, want ErrStaleDelivery", err)
+		}
+		if !seen[string(h.Message.Body)] {
+			t.Fatalf("message %s held during a cut was never redelivered", h.Message.Body)
+		}
 	}
 	// Publishing over the repaired connection works too.
 	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("after")}); err != nil {
