@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -73,15 +74,27 @@ func (t *Transport) Consume(ctx context.Context, opts broker.ConsumeOptions) (br
 	c := &consumer{t: t, noAck: opts.NoAck, tag: tag + "." + strconv.FormatUint(tagSeq.Add(1), 10),
 		out: make(chan *broker.Delivery), quit: make(chan struct{}), stopped: make(chan struct{}),
 		queues: slices.Clone(opts.Queues), prefetch: opts.Prefetch}
-	s, err := t.session(ctx)
-	if err != nil {
-		return nil, err
-	}
 	// Attach before returning so that the consumer is subscribed when
 	// Consume returns (a fanout published next must reach it).
-	a, err := c.attach(s)
-	if err != nil {
-		return nil, err
+	var a *attachment
+	for {
+		s, err := t.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a, err = c.attach(s)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, broker.ErrQueueNotFound) || ctx.Err() != nil || !waitLost(ctx, s) {
+			return nil, err
+		}
+		// Lost meanwhile: declare again on the next connection.
+		for _, q := range opts.Queues {
+			if err := t.Declare(ctx, q); err != nil {
+				return nil, err
+			}
+		}
 	}
 	t.mu.Lock()
 	if t.closed {

@@ -191,21 +191,36 @@ func (t *Transport) supervise(s *session) {
 	defer t.wg.Done()
 	for {
 		closed := s.conn.NotifyClose(make(chan *amqp.Error, 1))
-		select {
-		case e := <-closed:
-			if e != nil {
-				s.err = e
-			} else {
-				s.err = errLost
-			}
-			if t.isClosed() {
+		blocked := s.conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	watch:
+		for {
+			select {
+			case b, ok := <-blocked:
+				// A resource alarm (memory, disk) holds every publish until
+				// it clears; say so, or a stalled producer is a mystery.
+				if !ok {
+					blocked = nil
+				} else if b.Active {
+					t.log.Warn("amqp: broker blocks publishing", "url", s.url, "reason", b.Reason)
+				} else {
+					t.log.Info("amqp: broker unblocked publishing", "url", s.url)
+				}
+			case e := <-closed:
+				if e != nil {
+					s.err = e
+				} else {
+					s.err = errLost
+				}
+				if t.isClosed() {
+					close(s.lost)
+					return
+				}
+				break watch
+			case <-t.done:
+				s.err = broker.ErrClosed
 				close(s.lost)
 				return
 			}
-		case <-t.done:
-			s.err = broker.ErrClosed
-			close(s.lost)
-			return
 		}
 		t.mu.Lock()
 		t.sess = nil
