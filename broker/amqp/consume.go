@@ -86,7 +86,9 @@ func (t *Transport) Consume(ctx context.Context, opts broker.ConsumeOptions) (br
 		if err == nil {
 			break
 		}
-		if errors.Is(err, broker.ErrQueueNotFound) || ctx.Err() != nil || !waitLost(ctx, s) {
+		var ae *amqp.Error
+		if errors.As(err, &ae) && channelException(ae) || errors.Is(err, broker.ErrQueueNotFound) ||
+			ctx.Err() != nil || !waitLost(ctx, s) {
 			return nil, err
 		}
 		// Lost meanwhile: declare again on the next connection.
