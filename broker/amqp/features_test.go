@@ -15,6 +15,7 @@ import (
 	"github.com/celeriac/celeriac/broker"
 	bamqp "github.com/celeriac/celeriac/broker/amqp"
 	"github.com/celeriac/celeriac/internal/testenv"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 func TestUnroutableAndNack(t *testing.T) {
@@ -423,6 +424,51 @@ func TestPublishAcrossReconnect(t *testing.T) {
 	for len(seen) < writers*each {
 		d := recv(t, c)
 		seen[string(d.Message.Body)] = true
+		_ = d.Ack(ctx)
+	}
+}
+
+// TestQueueDeletedUnderConsumer: RabbitMQ cancels a consumer whose queue
+// is deleted; the consumer declares it again and carries on.
+func TestQueueDeletedUnderConsumer(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	b, rawURL := open(t, broker.Options{MinBackoff: 20 * time.Millisecond})
+	q := broker.TaskQueue(testenv.Prefix(t))
+	c, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(ctx)
+	conn, err := amqp.Dial(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDelete(q.Name, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		info, err := b.Inspect(ctx, q.Name)
+		if err == nil && info.Consumers == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not consumed again after deletion: %+v %v", info, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling to a deadline
+	}
+	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("again")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := recv(t, c); string(d.Message.Body) != "again" {
+		t.Fatalf("got %q", d.Message.Body)
+	} else {
 		_ = d.Ack(ctx)
 	}
 }
