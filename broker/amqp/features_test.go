@@ -472,3 +472,45 @@ func TestQueueDeletedUnderConsumer(t *testing.T) {
 		_ = d.Ack(ctx)
 	}
 }
+
+// TestDeclareMatchesKombu: queues kombu declares (as Celery's task_queues
+// and event receivers do) are redeclared from Go without
+// PRECONDITION_FAILED, and a real difference is still reported.
+func TestDeclareMatchesKombu(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	b, rawURL := open(t, broker.Options{})
+	py := testenv.Python(t, "kombu")
+	name := testenv.Prefix(t)
+	script := `
+import sys
+from kombu import Connection, Exchange, Queue
+url, name = sys.argv[1], sys.argv[2]
+with Connection(url) as conn:
+    ch = conn.channel()
+    Queue(name + ".prio", Exchange(name + ".prio", "direct"), routing_key=name + ".prio",
+          queue_arguments={"x-max-priority": 10})(ch).declare()
+    Queue(name + ".quorum", Exchange(name + ".quorum", "direct"), routing_key=name + ".quorum",
+          queue_arguments={"x-queue-type": "quorum"})(ch).declare()
+    Queue(name + ".ev", Exchange(name + ".celeryev", "topic"), routing_key="#", durable=False, auto_delete=True,
+          message_ttl=5.0, expires=60.0)(ch).declare()
+`
+	if out, err := exec.CommandContext(ctx, py, "-c", script, rawURL, name).CombinedOutput(); err != nil {
+		t.Fatalf("kombu declare: %v\n%s", err, out)
+	}
+	queues := []broker.Queue{
+		broker.TaskQueue(name + ".prio").WithArgs(map[string]any{"x-max-priority": 10}),
+		broker.TaskQueue(name + ".quorum").WithArgs(map[string]any{"x-queue-type": "quorum"}),
+		{Name: name + ".ev", Exchange: broker.Exchange{Name: name + ".celeryev", Kind: "topic", Durable: true},
+			RoutingKey: "#", AutoDelete: true, Args: map[string]any{"x-message-ttl": 5000, "x-expires": 60000}},
+	}
+	for _, q := range queues {
+		if err := b.Declare(ctx, q); err != nil {
+			t.Errorf("redeclare %s as kombu did: %v", q.Name, err)
+		}
+	}
+	var mm *broker.DeclareMismatchError
+	if err := b.Declare(ctx, queues[0].WithArgs(map[string]any{"x-max-priority": 5})); !errors.As(err, &mm) {
+		t.Errorf("different x-max-priority: %v, want DeclareMismatchError", err)
+	}
+}
