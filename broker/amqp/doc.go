@@ -11,7 +11,8 @@
 // URLs are read as kombu reads them: the vhost is the path without its
 // first slash, so "//" and an empty path both mean "/"; missing credentials
 // are guest/guest, the port 5672 (5671 for amqps). Query parameters:
-// heartbeat and connect_timeout (seconds), and for amqps kombu's
+// heartbeat and connect_timeout (seconds; heartbeat=0 takes the server's
+// interval, as amqp091-go cannot switch heartbeats off), and for amqps kombu's
 // broker_use_ssl keys ssl_ca_certs, ssl_certfile, ssl_keyfile,
 // ssl_cert_reqs (CERT_NONE disables verification) and ssl_server_hostname;
 // without them the system roots verify the server. Several URLs (Celery's

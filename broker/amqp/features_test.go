@@ -514,3 +514,37 @@ with Connection(url) as conn:
 		t.Errorf("different x-max-priority: %v, want DeclareMismatchError", err)
 	}
 }
+
+func TestHeartbeatAndConnectionName(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	raw := testenv.AMQPURL(t)
+	sep := "?"
+	if strings.Contains(raw, "?") {
+		sep = "&"
+	}
+	name := "celeriac-test-" + testenv.Prefix(t)
+	b, err := broker.Open(ctx, raw+sep+"heartbeat=17", broker.Options{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.(broker.Pinger).Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The broker's own view: our connection_name and heartbeat (timeout).
+	ctl := testenv.Program(t, "rabbitmqctl")
+	out, err := exec.CommandContext(ctx, ctl, "-q", "list_connections", "timeout", "client_properties").CombinedOutput()
+	if err != nil {
+		testenv.Unavailable(t, "rabbitmqctl list_connections: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, `{"connection_name","`+name+`"}`) {
+			if !strings.HasPrefix(line, "17\t") {
+				t.Fatalf("heartbeat is not the URL's 17 s: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("connection %q not listed:\n%s", name, out)
+}

@@ -164,8 +164,15 @@ func (t *Transport) dial(ctx context.Context, tg target) (*session, error) {
 		},
 	}
 	// The address in this URL is ignored (Dial above decides); DialConfig
-	// only needs a well-formed one.
-	conn, err := amqp.DialConfig("amqp://localhost/", cfg)
+	// only needs a well-formed one. heartbeat=0 in the broker URL asks for
+	// no preference: amqp091-go then takes the server's interval (it cannot
+	// turn heartbeats off as py-amqp can), and that must be said in the URL
+	// since a zero cfg.Heartbeat means amqp091-go's own default.
+	dialURL := "amqp://localhost/"
+	if heartbeat == 0 {
+		dialURL += "?heartbeat=0"
+	}
+	conn, err := amqp.DialConfig(dialURL, cfg)
 	if err != nil {
 		return nil, err
 	}
