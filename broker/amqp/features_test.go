@@ -548,3 +548,50 @@ func TestHeartbeatAndConnectionName(t *testing.T) {
 	}
 	t.Fatalf("connection %q not listed:\n%s", name, out)
 }
+
+// TestBrokerClosesConnection: an operator's `rabbitmqctl close_connection`
+// (CONNECTION_FORCED from the server, not a network cut) is repaired too.
+func TestBrokerClosesConnection(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	name := "celeriac-test-" + testenv.Prefix(t)
+	reconnected := make(chan string, 4)
+	b, _ := open(t, broker.Options{Name: name, MinBackoff: 20 * time.Millisecond,
+		Hooks: broker.Hooks{OnReconnect: func(u string) { reconnected <- u }}})
+	q := broker.TaskQueue(testenv.Prefix(t))
+	c, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(ctx)
+	ctl := testenv.Program(t, "rabbitmqctl")
+	out, err := exec.CommandContext(ctx, ctl, "-q", "list_connections", "pid", "client_properties").CombinedOutput()
+	if err != nil {
+		testenv.Unavailable(t, "rabbitmqctl list_connections: %v: %s", err, out)
+	}
+	var pid string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, `{"connection_name","`+name+`"}`) {
+			pid, _, _ = strings.Cut(line, "\t")
+		}
+	}
+	if pid == "" {
+		t.Fatalf("connection %q not listed:\n%s", name, out)
+	}
+	if out, err := exec.CommandContext(ctx, ctl, "close_connection", pid, "test: operator closes it").CombinedOutput(); err != nil {
+		t.Fatalf("close_connection: %v: %s", err, out)
+	}
+	select {
+	case <-reconnected:
+	case <-ctx.Done():
+		t.Fatal("no reconnect after close_connection")
+	}
+	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("after")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := recv(t, c); string(d.Message.Body) != "after" {
+		t.Fatalf("got %q", d.Message.Body)
+	} else {
+		_ = d.Ack(ctx)
+	}
+}
