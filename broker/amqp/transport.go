@@ -41,7 +41,6 @@ type Transport struct {
 	sess      *session
 	ready     chan struct{} // closed once sess is set; replaced when it is lost
 	next      int           // failover position: the target to try next
-	gen       uint64
 	closed    bool
 	consumers map[*consumer]struct{}
 
@@ -51,7 +50,6 @@ type Transport struct {
 
 // session is one live connection.
 type session struct {
-	gen    uint64
 	conn   *amqp.Connection
 	url    string // redacted
 	lost   chan struct{}
@@ -178,11 +176,7 @@ func (t *Transport) dial(ctx context.Context, tg target) (*session, error) {
 	}
 	// From here on heartbeats manage the read deadline.
 	_ = raw.SetDeadline(time.Time{})
-	t.mu.Lock()
-	t.gen++
-	gen := t.gen
-	t.mu.Unlock()
-	return &session{gen: gen, conn: conn, url: tg.redacted, lost: make(chan struct{})}, nil
+	return &session{conn: conn, url: tg.redacted, lost: make(chan struct{})}, nil
 }
 
 func (t *Transport) install(s *session) {
