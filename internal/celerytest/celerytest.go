@@ -231,6 +231,20 @@ func (w *Worker) Logs() string {
 	return w.logs.String()
 }
 
+// Kill kills the worker process group at once (SIGKILL), as a crash or an
+// OOM kill would: nothing is restored or acknowledged on the way out.
+func (w *Worker) Kill() {
+	if w.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case err := <-w.done:
+		w.done <- err // Stop returns at once afterwards
+	case <-time.After(15 * time.Second):
+	}
+}
+
 // Stop stops the worker (warm shutdown, then kill) and waits for it.
 func (w *Worker) Stop() {
 	if w.cmd.Process == nil {

@@ -1,0 +1,218 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	resultredis "github.com/celeriac/celeriac/backend/redis"
+	"github.com/celeriac/celeriac/broker"
+	"github.com/celeriac/celeriac/internal/celerytest"
+	"github.com/celeriac/celeriac/internal/redistest"
+	"github.com/celeriac/celeriac/internal/testenv"
+	"github.com/celeriac/celeriac/worker"
+)
+
+// goWorker runs a Go worker on brokerURL consuming queue, with the
+// built-in tasks and tasks.shared (which counts into counterHash the way
+// celeryapp.py's does).
+func goWorker(t *testing.T, brokerURL, queue, counterHash string, cfg Config) (*worker.Worker, *Broker) {
+	t.Helper()
+	cfg.URL = brokerURL
+	b := open(t, cfg)
+	rb, err := resultredis.New(testCtx(t, 10*time.Second), resultredis.Config{URL: brokerURL, Expires: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rb.Close() })
+	w, err := worker.New(worker.Config{Broker: b, Backend: rb, Queues: []broker.Queue{broker.TaskQueue(queue)},
+		DefaultQueue: queue, Concurrency: 2, Hostname: "go@" + queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.RegisterBuiltins(w); err != nil {
+		t.Fatal(err)
+	}
+	counter := b.Client()
+	err = w.Register("tasks.shared", worker.Func(func(ctx context.Context, key string) (string, error) {
+		if err := counter.HIncrBy(ctx, counterHash, key, 1).Err(); err != nil {
+			return "", err
+		}
+		return "go", counter.HIncrBy(ctx, counterHash+":by", "go", 1).Err()
+	}, worker.ArgNames("key")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = w.Shutdown(ctx)
+	})
+	return w, b
+}
+
+func TestInteropPythonClientGoWorker(t *testing.T) {
+	url := testenv.RedisURL(t)
+	q := testenv.Prefix(t)
+	app := celerytest.New(t, celerytest.Config{Broker: url, Backend: url, Queue: q})
+	goWorker(t, url, q, q+":count", Config{})
+	for _, tc := range []struct {
+		name string
+		opts map[string]any
+	}{{"plain", nil}, {"priority", map[string]any{"priority": 7}}, {"countdown", map[string]any{"countdown": 1}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := app.Send("celeriac.add", []any{2, 3}, nil, tc.opts)
+			if len(out) != 1 || out[0].State != "SUCCESS" || out[0].Result != float64(5) {
+				t.Fatalf("Python saw %+v", out)
+			}
+		})
+	}
+}
+
+func TestInteropGoProducerPythonWorker(t *testing.T) {
+	url := testenv.RedisURL(t)
+	q := testenv.Prefix(t)
+	app := celerytest.New(t, celerytest.Config{Broker: url, Backend: url, Queue: q})
+	app.StartWorker()
+	ctx := testCtx(t, 60*time.Second)
+	b := open(t, Config{URL: url})
+	rb, err := resultredis.New(ctx, resultredis.Config{URL: url, Expires: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	p, err := broker.NewProducer(broker.ProducerConfig{Broker: b, Backend: rb, DefaultQueue: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		opts []broker.SendOption
+	}{{"plain", nil}, {"priority", []broker.SendOption{broker.WithPriority(9)}}, {"countdown", []broker.SendOption{broker.WithCountdown(time.Second)}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := p.Send(ctx, "tasks.py_add", []any{2, 3}, nil, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := r.Get(ctx)
+			if err != nil || v != int64(5) {
+				t.Fatalf("Go read %v (%T), %v", v, v, err)
+			}
+		})
+	}
+}
+
+// waitCount polls the shared counter hash until n executions are counted.
+func waitCount(t *testing.T, rdb goredis.Cmdable, hash string, n int) map[string]string {
+	t.Helper()
+	var got map[string]string
+	err := redistest.Eventually(90*time.Second, func() error {
+		var err error
+		if got, err = rdb.HGetAll(context.Background(), hash).Result(); err != nil {
+			return err
+		}
+		if len(got) < n {
+			return fmt.Errorf("%d of %d tasks ran", len(got), n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestInteropSharedQueueEachMessageOnce(t *testing.T) {
+	url := testenv.RedisURL(t)
+	q := testenv.Prefix(t)
+	hash := q + ":count"
+	app := celerytest.New(t, celerytest.Config{Broker: url, Backend: url, Queue: q, CounterURL: url, CounterHash: hash})
+	app.StartWorker()
+	_, b := goWorker(t, url, q, hash, Config{})
+	t.Cleanup(func() { b.Client().Del(context.Background(), hash, hash+":by") })
+	const n = 60
+	ids := make([]string, 0, n)
+	for i := range n {
+		ids = append(ids, fmt.Sprintf("k%d", i))
+	}
+	// Half from Python, half from Go, interleaved in one queue.
+	ctx := testCtx(t, 120*time.Second)
+	p, err := broker.NewProducer(broker.ProducerConfig{Broker: b, DefaultQueue: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range ids[n/2:] {
+		if _, err := p.Send(ctx, "tasks.shared", []any{k}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range ids[:n/2] {
+		app.Publish("tasks.shared", []any{k}, nil, map[string]any{"ignore_result": true})
+	}
+	got := waitCount(t, b.Client(), hash, n)
+	for _, k := range ids {
+		if got[k] != "1" {
+			t.Errorf("task %s ran %s times", k, got[k])
+		}
+	}
+	by, _ := b.Client().HGetAll(ctx, hash+":by").Result()
+	t.Logf("executions by worker: %v", by)
+	if info, err := b.Inspect(ctx, q); err != nil || info.Messages != 0 {
+		t.Errorf("queue left with %+v, %v", info, err)
+	}
+}
+
+// A Python worker killed while holding an unacknowledged message (an ETA
+// task): a Go worker restores it after the visibility timeout and runs it.
+func TestInteropPythonCrashRestoredByGo(t *testing.T) {
+	s := privateRedis(t) // a short visibility timeout must not touch others' messages
+	url := s.URL()
+	q := testenv.Prefix(t)
+	hash := q + ":count"
+	app := celerytest.New(t, celerytest.Config{Broker: url, Backend: url, Queue: q, CounterURL: url, CounterHash: hash})
+	pw := app.StartWorker()
+	ids := app.Publish("tasks.shared", []any{"restored"}, nil, map[string]any{"countdown": 4})
+	rdb := goredis.NewClient(&goredis.Options{Addr: s.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := testCtx(t, 60*time.Second)
+	// The Python worker has it when it sits in the unacked hash.
+	if err := redistest.Eventually(30*time.Second, func() error {
+		n, err := rdb.HLen(ctx, unackedKey).Result()
+		if err == nil && n != 1 {
+			err = fmt.Errorf("unacked holds %d", n)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, pw.Logs())
+	}
+	pw.Kill()
+	if !strings.Contains(pw.Logs(), ids[0]) {
+		t.Logf("python worker log:\n%s", pw.Logs())
+	}
+	waitVisible(t, ctx, rdb, time.Second)
+	goWorker(t, url, q, hash, Config{VisibilityTimeout: time.Second})
+	got := waitCount(t, rdb, hash, 1)
+	if got["restored"] != "1" {
+		t.Fatalf("counts %v", got)
+	}
+	if by, _ := rdb.HGetAll(ctx, hash+":by").Result(); by["go"] != "1" {
+		t.Fatalf("ran by %v, want the Go worker", by)
+	}
+	// The result follows the side effect.
+	if err := redistest.Eventually(10*time.Second, func() error {
+		r, err := rdb.Get(ctx, "celery-task-meta-"+ids[0]).Result()
+		if err == nil && !strings.Contains(r, `"SUCCESS"`) {
+			err = fmt.Errorf("result %s", r)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
