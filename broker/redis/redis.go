@@ -289,7 +289,9 @@ func (b *Broker) Declare(ctx context.Context, q broker.Queue) error {
 			}
 			pipe.SAdd(ctx, bindingPrefix+q.Exchange.Name, q.RoutingKey+sep+pattern+sep+q.Name)
 		}
-		if b.kind(q.Exchange.Name) != "fanout" {
+		// Per-client queues (RPC replies, pidbox) are not recorded: there
+		// would be one per process ever started.
+		if b.kind(q.Exchange.Name) != "fanout" && !q.AutoDelete {
 			pipe.SAdd(ctx, queuesKey, q.Name)
 		}
 		_, err := pipe.Exec(ctx)
