@@ -132,7 +132,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		if vt > 0 && cfg.VisibilityTimeout == 0 {
 			b.cfg.VisibilityTimeout = vt
 		}
-		rc, err := redisurl.Parse(raw, redisurl.Options{ClientName: cfg.Options.Name})
+		rc, err := redisurl.Parse(raw, redisurl.Options{ClientName: clientName(cfg.Options.Name)})
 		if err != nil {
 			return nil, fmt.Errorf("redis: Config.URL: %w", err)
 		}
@@ -162,6 +162,17 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	b.wg.Add(1)
 	go b.runDelayed()
 	return b, nil
+}
+
+// clientName makes Options.Name acceptable to CLIENT SETNAME, which
+// refuses spaces and anything outside printable ASCII.
+func clientName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' {
+			return '_'
+		}
+		return r
+	}, s)
 }
 
 // splitTransportOptions removes kombu transport options Celery users put
