@@ -216,3 +216,49 @@ func TestInteropPythonCrashRestoredByGo(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Remote control and events cross over pub/sub: Python's `celery inspect
+// ping` reaches a Go worker, and Python's event receiver sees its
+// heartbeats.
+func TestInteropControlAndEvents(t *testing.T) {
+	url := testenv.RedisURL(t)
+	q := testenv.Prefix(t)
+	b := open(t, Config{URL: url})
+	w, err := worker.New(worker.Config{Broker: b, Queues: []broker.Queue{broker.TaskQueue(q)}, DefaultQueue: q,
+		Hostname: "go@" + q, TaskEvents: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = w.Shutdown(ctx)
+	})
+	app := celerytest.New(t, celerytest.Config{Broker: url, Queue: q})
+	out := app.Exec(`
+import json
+from celeryapp import app
+print(json.dumps(app.control.ping(destination=["go@` + q + `"], timeout=5)))
+got = []
+with app.connection() as conn:
+    recv = app.events.Receiver(conn, handlers={"*": lambda e: got.append([e["type"], e.get("hostname")])})
+    for _ in range(10):  # each capture drains for about a second
+        try:
+            recv.capture(limit=1, timeout=2)
+        except Exception:
+            pass
+        if any(e[0] == "worker-heartbeat" for e in got):
+            break
+print(json.dumps(got))
+`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || lines[0] != `[{"go@`+q+`": {"ok": "pong"}}]` {
+		t.Fatalf("ping answered %q", out)
+	}
+	if !strings.Contains(lines[1], `["worker-heartbeat", "go@`+q+`"]`) {
+		t.Fatalf("Python's event receiver saw %s", lines[1])
+	}
+}

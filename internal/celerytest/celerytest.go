@@ -164,6 +164,24 @@ func (a *App) Publish(name string, args []any, kwargs map[string]any, opts map[s
 	return ids
 }
 
+// Exec runs a Python snippet with the app importable (from celeryapp
+// import app) and returns what it printed. For the odd check the client
+// script has no command for: remote control, events.
+func (a *App) Exec(code string) string {
+	a.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, a.python, "-c", code)
+	cmd.Dir, cmd.Env = a.dir, a.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		a.t.Fatalf("python snippet: %v\n%s", err, stderr.String())
+	}
+	return string(out)
+}
+
 // Get reads a result from Python by id (waiting up to 20 s).
 func (a *App) Get(id string) Outcome {
 	a.t.Helper()
