@@ -231,7 +231,7 @@ func (c *consumer) waitCapacity() []string {
 
 func (c *consumer) listLoop() {
 	b := c.b
-	polls := 0
+	var lastRestore time.Time
 	backoff := b.cfg.Options.MinBackoff
 	down := false
 	for {
@@ -239,12 +239,12 @@ func (c *consumer) listLoop() {
 		if keys == nil {
 			return
 		}
-		if polls%restoreEvery == 0 {
+		if time.Since(lastRestore) >= restoreInterval {
+			lastRestore = time.Now()
 			if _, err := b.restoreVisible(c.ctx); err != nil && c.ctx.Err() == nil && !isConnErr(err) {
 				b.log.warn("restoring messages past the visibility timeout", "err", err)
 			}
 		}
-		polls++
 		res, err := b.rdb.BRPop(c.ctx, brpopTimeout, keys...).Result()
 		if c.ctx.Err() != nil {
 			if err == nil {

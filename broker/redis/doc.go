@@ -30,8 +30,8 @@
 //   - Ack emulation: a delivered message is recorded in the unacked hash
 //     ([envelope, exchange, routing key]) and the unacked_index sorted set
 //     (delivery time). Ack removes both. Reject with requeue, Close, and the
-//     visibility-timeout restore (any consumer, every tenth poll, under the
-//     unacked_mutex lock, ten messages at a time) push the message back
+//     visibility-timeout restore (any consumer, every 10 s as a Celery
+//     worker does, under the unacked_mutex lock) push the message back
 //     marked redelivered, exactly as kombu's restore_by_tag does. So a
 //     crashed Go worker's messages are restored by Python workers and the
 //     other way round.

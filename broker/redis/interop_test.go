@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -260,5 +261,68 @@ print(json.dumps(got))
 	}
 	if !strings.Contains(lines[1], `["worker-heartbeat", "go@`+q+`"]`) {
 		t.Fatalf("Python's event receiver saw %s", lines[1])
+	}
+}
+
+// A Go consumer dies holding a message: kombu (with a short visibility
+// timeout) restores it from the bookkeeping the Go side wrote and delivers
+// it, marked redelivered.
+func TestInteropGoCrashRestoredByKombu(t *testing.T) {
+	s := privateRedis(t)
+	url := s.URL()
+	q := broker.TaskQueue(testenv.Prefix(t))
+	ctx := testCtx(t, 60*time.Second)
+	a := open(t, Config{URL: url})
+	if err := a.Declare(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	m := &broker.Message{Body: []byte(`"payload"`), ContentType: broker.ContentJSON, ContentEncoding: "utf-8",
+		Headers: map[string]any{"id": "go-1"}, Properties: broker.Properties{DeliveryMode: 2}}
+	if err := a.Publish(ctx, broker.Publishing{Exchange: q.Name, RoutingKey: q.Name, Message: m}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, c, 10*time.Second)
+	crash(a)
+	rdb := goredis.NewClient(&goredis.Options{Addr: s.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	waitVisible(t, ctx, rdb, time.Second)
+
+	app := celerytest.New(t, celerytest.Config{Broker: url, Queue: q.Name})
+	out := app.Exec(`
+import json, socket
+from kombu import Connection, Exchange, Queue
+got = []
+with Connection("` + url + `", transport_options={"visibility_timeout": 1}) as conn:
+    q = Queue("` + q.Name + `", Exchange("` + q.Name + `", "direct"), "` + q.Name + `")
+    def on(body, message):
+        got.append({"body": body, "headers": message.headers, "info": message.delivery_info})
+        message.ack()
+    with conn.Consumer(q, callbacks=[on], accept=["json"]):
+        for _ in range(20):
+            try:
+                conn.drain_events(timeout=1)
+            except socket.timeout:
+                pass
+            if got:
+                break
+print(json.dumps(got))
+`)
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 {
+		t.Fatalf("kombu consumed %s (%v)", out, err)
+	}
+	g := got[0]
+	h, _ := g["headers"].(map[string]any)
+	info, _ := g["info"].(map[string]any)
+	if g["body"] != "payload" || h["id"] != "go-1" || h["redelivered"] != true || info["redelivered"] != true ||
+		info["exchange"] != q.Name || info["routing_key"] != q.Name {
+		t.Fatalf("kombu saw %s", out)
+	}
+	if n, _ := rdb.HLen(ctx, unackedKey).Result(); n != 0 {
+		t.Errorf("unacked hash holds %d entries", n)
 	}
 }

@@ -58,7 +58,7 @@ func TestReconnectAfterRedisRestart(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("consumer never noticed Redis going away")
 	}
-	redistest.Start(t, port)
+	s2 := redistest.Start(t, port)
 	send("after")
 	d := recv(t, c, 20*time.Second)
 	if string(d.Message.Body) != "after" {
@@ -66,6 +66,31 @@ func TestReconnectAfterRedisRestart(t *testing.T) {
 	}
 	if err := d.Ack(ctx); err != nil {
 		t.Fatal(err)
+	}
+
+	// Pub/sub (events, remote control) resubscribes by itself too. A
+	// PUBLISH before the resubscription is lost, as with kombu, so publish
+	// until one arrives.
+	ex := broker.Exchange{Name: q.Name + ".pidbox", Kind: "fanout"}
+	fc, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{{Name: q.Name + ".w1", Exchange: ex, AutoDelete: true}}, NoAck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Kill()
+	redistest.Start(t, port)
+	ping := &broker.Message{Body: []byte(`"ping"`), ContentType: broker.ContentJSON, ContentEncoding: "utf-8"}
+	deadline := time.After(20 * time.Second)
+	for got := false; !got; {
+		if err := b.Publish(ctx, broker.Publishing{Exchange: ex.Name, Message: ping}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-fc.Deliveries():
+			got = string(d.Message.Body) == `"ping"`
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("fanout consumer never received after a second restart")
+		}
 	}
 	if downs.Load() == 0 || ups.Load() == 0 {
 		t.Errorf("hooks: %d disconnects, %d reconnects", downs.Load(), ups.Load())

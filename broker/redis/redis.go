@@ -31,10 +31,10 @@ const (
 	unackedIndexKey = "unacked_index"
 	unackedMutexKey = "unacked_mutex"
 	unackedMutexTTL = 300 * time.Second
-	// restoreBatch is kombu's restore_visible num: tags restored per pass.
-	restoreBatch = 10
-	// restoreEvery: kombu restores visible messages on every 10th poll.
-	restoreEvery = 10
+	// restoreInterval: a Celery worker looks for messages past the
+	// visibility timeout every 10 s (loop.call_repeatedly(10,
+	// maybe_restore_messages)), and so does each consumer here.
+	restoreInterval = 10 * time.Second
 	// brpopTimeout is kombu's BRPOP timeout; it also bounds how long a
 	// cancelled consumer takes to stop.
 	brpopTimeout = time.Second

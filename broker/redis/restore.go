@@ -135,8 +135,9 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0`)
 
 // restoreVisible is kombu's QoS.restore_visible: under the unacked_mutex
-// lock (taken without waiting, as redis-py's Lock), restore up to ten
-// messages delivered longer than the visibility timeout ago.
+// lock (taken without waiting, as redis-py's Lock), restore every message
+// delivered longer than the visibility timeout ago (Celery leaves
+// unacked_restore_limit unset, so there is no batch limit).
 func (b *Broker) restoreVisible(ctx context.Context) (int, error) {
 	var tok [16]byte
 	_, _ = rand.Read(tok[:])
@@ -148,7 +149,7 @@ func (b *Broker) restoreVisible(ctx context.Context) (int, error) {
 	defer releaseScript.Run(context.WithoutCancel(ctx), b.rdb, []string{unackedMutexKey}, token)
 	ceil := float64(time.Now().Add(-b.cfg.VisibilityTimeout).UnixMicro()) / 1e6
 	tags, err := b.rdb.ZRevRangeByScore(ctx, unackedIndexKey, &goredis.ZRangeBy{
-		Max: strconv.FormatFloat(ceil, 'f', 6, 64), Min: "0", Count: restoreBatch,
+		Max: strconv.FormatFloat(ceil, 'f', 6, 64), Min: "0",
 	}).Result()
 	if err != nil {
 		return 0, err
