@@ -255,6 +255,17 @@ func (c *consumer) listLoop() {
 		if errors.Is(err, goredis.Nil) {
 			err = nil
 		}
+		if err != nil && !isConnErr(err) {
+			// A server reply, not an outage (e.g. WRONGTYPE: a key of the
+			// queue's name is not a list). Say so each time, slowly.
+			b.log.error("polling queues failed", "err", err, "keys", len(keys))
+			select {
+			case <-time.After(b.cfg.Options.MaxBackoff):
+			case <-c.ctx.Done():
+				return
+			}
+			continue
+		}
 		if err != nil {
 			if !down {
 				down = true
