@@ -76,8 +76,29 @@ func (w *Worker) consuming() bool {
 }
 
 // defaultRegistry is a fresh registry with Go runtime and process metrics.
-func defaultRegistry() *prometheus.Registry {
+func defaultRegistry() *prometheus.Registry { return NewRegistry() }
+
+// NewRegistry returns a Prometheus registry with Go runtime and process
+// metrics, for Config.Registry when the caller adds series of its own
+// (such as ConnectionHooks').
+func NewRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
+}
+
+// ConnectionHooks counts the broker connection's events into reg as
+// celeriac_broker_reconnects_total and celeriac_broker_disconnects_total.
+// Pass the hooks in broker.Options when opening the worker's broker, and
+// reg as Config.Registry, so the counts appear on /metrics.
+func ConnectionHooks(reg prometheus.Registerer) broker.Hooks {
+	reconnects := prometheus.NewCounter(prometheus.CounterOpts{Name: "celeriac_broker_reconnects_total",
+		Help: "Broker connections re-established after a loss."})
+	disconnects := prometheus.NewCounter(prometheus.CounterOpts{Name: "celeriac_broker_disconnects_total",
+		Help: "Broker connections lost."})
+	reg.MustRegister(reconnects, disconnects)
+	return broker.Hooks{
+		OnReconnect:  func(string) { reconnects.Inc() },
+		OnDisconnect: func(error) { disconnects.Inc() },
+	}
 }

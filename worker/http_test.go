@@ -2,11 +2,14 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/celeriac/celeriac/worker"
 )
 
 func get(t *testing.T, h http.Handler, path string) (int, string) {
@@ -52,5 +55,20 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 	if code, _ := get(t, h, "/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("readyz after Shutdown: %d", code)
+	}
+}
+
+func TestConnectionHooksCount(t *testing.T) {
+	reg := worker.NewRegistry()
+	hooks := worker.ConnectionHooks(reg)
+	e := newEnv(t, func(c *worker.Config) { c.Registry = reg })
+	hooks.OnDisconnect(errors.New("connection reset"))
+	hooks.OnReconnect("amqp://h//")
+	hooks.OnReconnect("amqp://h//")
+	_, body := get(t, e.w.HTTPHandler(), "/metrics")
+	for _, want := range []string{"celeriac_broker_disconnects_total 1", "celeriac_broker_reconnects_total 2"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

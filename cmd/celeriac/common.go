@@ -25,6 +25,7 @@ type connFlags struct {
 	logFormat   string
 	defaultQ    string
 	connTimeout time.Duration
+	hooks       broker.Hooks // connection event callbacks (metrics)
 }
 
 func (c *connFlags) register(fs *flag.FlagSet, e *env) {
@@ -80,7 +81,7 @@ func (c *connFlags) open(ctx context.Context, log *slog.Logger, name string) (br
 	if c.serializer != broker.SerializerJSON && c.serializer != broker.SerializerMsgpack {
 		return nil, nil, fmt.Errorf("--serializer %q: use json or msgpack", c.serializer)
 	}
-	opts := broker.Options{Logger: log, Name: name, ConnectTimeout: c.connTimeout}
+	opts := broker.Options{Logger: log, Name: name, ConnectTimeout: c.connTimeout, Hooks: c.hooks}
 	b, err := broker.Open(ctx, c.brokerURL, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("broker %s: %w", redactList(c.brokerURL), err)

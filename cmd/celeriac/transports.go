@@ -6,6 +6,7 @@ import (
 	_ "github.com/celeriac/celeriac/backend/memory"
 	_ "github.com/celeriac/celeriac/backend/redis"
 	_ "github.com/celeriac/celeriac/backend/rpc"
+	_ "github.com/celeriac/celeriac/broker/amqp"
 	_ "github.com/celeriac/celeriac/broker/memory"
 	_ "github.com/celeriac/celeriac/broker/redis"
 )

@@ -118,6 +118,8 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	reg := worker.NewRegistry()
+	f.conn.hooks = worker.ConnectionHooks(reg)
 	b, rb, err := f.conn.open(ctx, log, host)
 	if err != nil {
 		return err
@@ -142,7 +144,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 		Broker: b, Backend: rb, Queues: f.queueDecls(), Concurrency: f.concurrency,
 		PrefetchMultiplier: f.prefetch, Hostname: host, TrackStarted: f.trackStarted,
 		ResultExtended: f.resultExtended, StoreErrorsEvenIfIgnored: f.storeErrsIgnored,
-		Serializer: f.conn.serializer, DefaultQueue: f.conn.defaultQ, Logger: log,
+		Serializer: f.conn.serializer, DefaultQueue: f.conn.defaultQ, Logger: log, Registry: reg,
 	})
 	if err != nil {
 		return err

@@ -179,3 +179,15 @@ func Prefix(t testing.TB) string {
 	}
 	return "t_" + name + "_" + hex.EncodeToString(b[:])
 }
+
+// FreePort returns a loopback TCP port nobody listens on right now, for a
+// server the test starts itself.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: no free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
