@@ -11,6 +11,7 @@ import (
 	"github.com/celeriac/celeriac/backend/rpc"
 	"github.com/celeriac/celeriac/broker"
 	memtransport "github.com/celeriac/celeriac/broker/memory"
+	_ "github.com/celeriac/celeriac/broker/amqp"
 	_ "github.com/celeriac/celeriac/broker/redis"
 	"github.com/celeriac/celeriac/internal/celerytest"
 	"github.com/celeriac/celeriac/internal/testenv"
@@ -36,6 +37,7 @@ func transports(t *testing.T) map[string]func(t *testing.T) broker.Broker {
 			return c
 		},
 		"redis": func(t *testing.T) broker.Broker { return openBroker(t, testenv.RedisURL(t)) },
+		"amqp":  func(t *testing.T) broker.Broker { return openBroker(t, testenv.AMQPURL(t)) },
 	}
 }
 
@@ -173,53 +175,64 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// brokerURLs are the transports the interop tests run over.
+func brokerURLs(t *testing.T) map[string]string {
+	return map[string]string{"redis": testenv.RedisURL(t), "amqp": testenv.AMQPURL(t)}
+}
+
 // A Python client with backend='rpc://' gets a Go worker's results.
 func TestInteropPythonClientGoWorker(t *testing.T) {
-	url := testenv.RedisURL(t)
-	q := testenv.Prefix(t)
-	goWorker(t, openBroker(t, url), q)
-	app := celerytest.New(t, celerytest.Config{Broker: url, Backend: "rpc://", Queue: q})
-	out := app.Send("celeriac.add", []any{2, 3}, nil, map[string]any{"count": 3})
-	if len(out) != 3 {
-		t.Fatalf("outcomes %+v", out)
-	}
-	for _, o := range out {
-		if o.State != "SUCCESS" || o.Result != float64(5) {
-			t.Errorf("Python saw %+v", o)
-		}
-	}
-	out = app.Send("celeriac.fail", []any{"boom"}, nil, nil)
-	if len(out) != 1 || out[0].State != "FAILURE" || out[0].ExcMessage != "boom" {
-		t.Errorf("Python saw %+v", out)
+	for name, url := range brokerURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			q := testenv.Prefix(t)
+			goWorker(t, openBroker(t, url), q)
+			app := celerytest.New(t, celerytest.Config{Broker: url, Backend: "rpc://", Queue: q})
+			out := app.Send("celeriac.add", []any{2, 3}, nil, map[string]any{"count": 3})
+			if len(out) != 3 {
+				t.Fatalf("outcomes %+v", out)
+			}
+			for _, o := range out {
+				if o.State != "SUCCESS" || o.Result != float64(5) {
+					t.Errorf("Python saw %+v", o)
+				}
+			}
+			out = app.Send("celeriac.fail", []any{"boom"}, nil, nil)
+			if len(out) != 1 || out[0].State != "FAILURE" || out[0].ExcMessage != "boom" {
+				t.Errorf("Python saw %+v", out)
+			}
+		})
 	}
 }
 
 // A Go producer with rpc:// gets a Python worker's results.
 func TestInteropGoProducerPythonWorker(t *testing.T) {
-	url := testenv.RedisURL(t)
-	q := testenv.Prefix(t)
-	app := celerytest.New(t, celerytest.Config{Broker: url, Backend: "rpc://", Queue: q})
-	app.StartWorker()
-	ctx := ctxFor(t)
-	b := openBroker(t, url)
-	p, err := broker.NewProducer(broker.ProducerConfig{Broker: b, Backend: openRPC(t, b), DefaultQueue: q})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := p.Send(ctx, "tasks.py_add", []any{2, 3}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := r.Get(ctx); err != nil || v != int64(5) {
-		t.Fatalf("Go read %v, %v", v, err)
-	}
-	r, err = p.Send(ctx, "tasks.py_fail", []any{"bad"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = r.Get(ctx)
-	var te *broker.TaskError
-	if !errors.As(err, &te) || te.Exception.Type != "ValueError" || te.Exception.Text() != "bad" {
-		t.Fatalf("failure read as %v", err)
+	for name, url := range brokerURLs(t) {
+		t.Run(name, func(t *testing.T) {
+			q := testenv.Prefix(t)
+			app := celerytest.New(t, celerytest.Config{Broker: url, Backend: "rpc://", Queue: q})
+			app.StartWorker()
+			ctx := ctxFor(t)
+			b := openBroker(t, url)
+			p, err := broker.NewProducer(broker.ProducerConfig{Broker: b, Backend: openRPC(t, b), DefaultQueue: q})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := p.Send(ctx, "tasks.py_add", []any{2, 3}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, err := r.Get(ctx); err != nil || v != int64(5) {
+				t.Fatalf("Go read %v, %v", v, err)
+			}
+			r, err = p.Send(ctx, "tasks.py_fail", []any{"bad"}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.Get(ctx)
+			var te *broker.TaskError
+			if !errors.As(err, &te) || te.Exception.Type != "ValueError" || te.Exception.Text() != "bad" {
+				t.Fatalf("failure read as %v", err)
+			}
+		})
 	}
 }

@@ -13,7 +13,7 @@ import (
 // A Redis restart mid-run: the consumer reconnects by itself and keeps
 // consuming (Celery workers are known to hang silently here, celery#10302).
 func TestReconnectAfterRedisRestart(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s := redistest.Start(t, port)
 	ctx := testCtx(t, 60*time.Second)
 	var downs, ups atomic.Int32

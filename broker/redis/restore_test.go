@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -15,22 +14,11 @@ import (
 	"github.com/celeriac/celeriac/internal/testenv"
 )
 
-// freePort returns a loopback port nobody listens on right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // privateRedis starts a redis-server of the test's own: tests that use a
 // short visibility timeout must not restore other tests' messages.
 func privateRedis(t testing.TB) *redistest.Server {
 	t.Helper()
-	return redistest.Start(t, freePort(t))
+	return redistest.Start(t, testenv.FreePort(t))
 }
 
 // crash closes b the way a killed worker goes away: its unacked messages

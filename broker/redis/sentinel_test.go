@@ -12,7 +12,7 @@ import (
 // The broker reached through Redis Sentinel (sentinel://…?master_name=),
 // as kombu's sentinel transport is configured.
 func TestSentinel(t *testing.T) {
-	setup := redistest.StartSentinel(t, freePort(t), freePort(t), freePort(t))
+	setup := redistest.StartSentinel(t, testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t))
 	ctx := testCtx(t, 60*time.Second)
 	b, err := broker.Open(ctx, setup.URL(), broker.Options{})
 	if err != nil {
