@@ -10,8 +10,8 @@ import (
 
 	"github.com/celeriac/celeriac/backend/rpc"
 	"github.com/celeriac/celeriac/broker"
-	memtransport "github.com/celeriac/celeriac/broker/memory"
 	_ "github.com/celeriac/celeriac/broker/amqp"
+	memtransport "github.com/celeriac/celeriac/broker/memory"
 	_ "github.com/celeriac/celeriac/broker/redis"
 	"github.com/celeriac/celeriac/internal/celerytest"
 	"github.com/celeriac/celeriac/internal/testenv"
