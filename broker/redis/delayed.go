@@ -93,15 +93,7 @@ func (b *Broker) PublishAt(ctx context.Context, p broker.Publishing, at time.Tim
 // runDelayed moves due parked messages until Close.
 func (b *Broker) runDelayed() {
 	defer b.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-b.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := b.ctx
 	t := time.NewTicker(b.cfg.DelayPoll)
 	defer t.Stop()
 	for {

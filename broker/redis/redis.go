@@ -89,6 +89,8 @@ type Broker struct {
 	consumers map[*consumer]struct{}
 	closed    bool
 	done      chan struct{}
+	ctx       context.Context // cancelled by Close
+	stopCtx   context.CancelFunc
 	wg        sync.WaitGroup
 }
 
@@ -112,6 +114,9 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		consumers: map[*consumer]struct{}{},
 		done:      make(chan struct{}),
 		log:       logger{cfg.Options.Logger},
+	}
+	if cfg.DelayPoll < 0 {
+		return nil, fmt.Errorf("redis: Config.DelayPoll %v is negative", cfg.DelayPoll)
 	}
 	// Celery's fixed exchanges; on Redis the event exchange is fanout
 	// (celery.events.event.get_exchange).
@@ -159,6 +164,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		b.closeClient()
 		return nil, fmt.Errorf("redis: connecting to %s: %w", redisurl.Redact(cfg.URL), err)
 	}
+	b.ctx, b.stopCtx = context.WithCancel(context.Background())
 	b.wg.Add(1)
 	go b.runDelayed()
 	return b, nil
@@ -557,6 +563,7 @@ func (b *Broker) Close() error {
 	}
 	b.closed = true
 	close(b.done)
+	b.stopCtx()
 	cs := make([]*consumer, 0, len(b.consumers))
 	for c := range b.consumers {
 		cs = append(cs, c)
