@@ -21,7 +21,7 @@ import (
 // goWorker runs a Go worker on brokerURL consuming queue, with the
 // built-in tasks and tasks.shared (which counts into counterHash the way
 // celeryapp.py's does).
-func goWorker(t *testing.T, brokerURL, queue, counterHash string, cfg Config) (*worker.Worker, *Broker) {
+func goWorker(t *testing.T, brokerURL, queue, counterHash string, cfg Config, mutate ...func(*worker.Config)) (*worker.Worker, *Broker) {
 	t.Helper()
 	cfg.URL = brokerURL
 	b := open(t, cfg)
@@ -30,8 +30,12 @@ func goWorker(t *testing.T, brokerURL, queue, counterHash string, cfg Config) (*
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rb.Close() })
-	w, err := worker.New(worker.Config{Broker: b, Backend: rb, Queues: []broker.Queue{broker.TaskQueue(queue)},
-		DefaultQueue: queue, Concurrency: 2, Hostname: "go@" + queue})
+	wc := worker.Config{Broker: b, Backend: rb, Queues: []broker.Queue{broker.TaskQueue(queue)},
+		DefaultQueue: queue, Concurrency: 2, Hostname: "go@" + queue}
+	for _, f := range mutate {
+		f(&wc)
+	}
+	w, err := worker.New(wc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,5 +328,40 @@ print(json.dumps(got))
 	}
 	if n, _ := rdb.HLen(ctx, unackedKey).Result(); n != 0 {
 		t.Errorf("unacked hash holds %d entries", n)
+	}
+}
+
+// A Python countdown beyond the Go worker's hold horizon is parked in
+// Redis (PublishAt's sorted set), comes back when due, runs once, and
+// Python reads the result.
+func TestInteropPythonCountdownParked(t *testing.T) {
+	url := testenv.RedisURL(t)
+	q := testenv.Prefix(t)
+	app := celerytest.New(t, celerytest.Config{Broker: url, Backend: url, Queue: q})
+	_, b := goWorker(t, url, q, q+":count", Config{}, func(c *worker.Config) { c.ETAHoldHorizon = 500 * time.Millisecond })
+	ctx := testCtx(t, 60*time.Second)
+	start := time.Now()
+	ids := app.Publish("celeriac.add", []any{20, 22}, nil, map[string]any{"countdown": 3})
+	// It waits in the parked set, not in the worker.
+	if err := redistest.Eventually(10*time.Second, func() error {
+		members, err := b.Client().ZRange(ctx, delayedKey, 0, -1).Result()
+		for _, m := range members {
+			if strings.Contains(m, ids[0]) {
+				return nil
+			}
+		}
+		if err == nil {
+			err = fmt.Errorf("task %s not parked", ids[0])
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out := app.Get(ids[0])
+	if out.State != "SUCCESS" || out.Result != float64(42) {
+		t.Fatalf("Python saw %+v", out)
+	}
+	if el := time.Since(start); el < 2*time.Second {
+		t.Errorf("ran after %v, before its countdown", el)
 	}
 }
