@@ -213,7 +213,7 @@ func (c *consumer) waitCapacity() []string {
 		if room && len(c.order) > 0 {
 			for _, p := range priorityBuckets {
 				for _, q := range c.order {
-					keys = append(keys, queueKey(q, p))
+					keys = append(keys, c.b.key(queueKey(q, p)))
 				}
 			}
 		}
@@ -300,7 +300,7 @@ func (c *consumer) listLoop() {
 // handle records and delivers one popped list element.
 func (c *consumer) handle(key string, raw []byte) {
 	b := c.b
-	queue := queueOfKey(key)
+	queue := queueOfKey(strings.TrimPrefix(key, b.prefix))
 	c.mu.Lock()
 	consuming := slices.Contains(c.order, queue)
 	if consuming {
@@ -318,7 +318,7 @@ func (c *consumer) handle(key string, raw []byte) {
 	d, err := decodeEnvelope(raw)
 	if err != nil {
 		// Never lost, never redelivered forever: park it for a human.
-		bad := "_celeriac.undecodable." + queue
+		bad := b.key("_celeriac.undecodable." + queue)
 		b.log.error("undecodable message moved aside", "queue", queue, "key", bad, "err", err)
 		if err := b.rdb.LPush(context.Background(), bad, raw).Err(); err != nil {
 			b.log.error("cannot park an undecodable message; it is lost", "queue", queue, "err", err, "message", truncate(raw))
@@ -329,7 +329,7 @@ func (c *consumer) handle(key string, raw []byte) {
 	if !c.noAck {
 		ctx := context.WithoutCancel(c.ctx)
 		pipe := b.rdb.TxPipeline()
-		if err := recordUnacked(ctx, pipe, d.tag, raw, d.exchange, d.routingKey); err == nil {
+		if err := b.recordUnacked(ctx, pipe, d.tag, raw, d.exchange, d.routingKey); err == nil {
 			_, err = pipe.Exec(ctx)
 		}
 		if err != nil {

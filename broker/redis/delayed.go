@@ -69,7 +69,7 @@ func (b *Broker) PublishAt(ctx context.Context, p broker.Publishing, at time.Tim
 				return err
 			}
 			for _, q := range queues {
-				targets = append(targets, queueKey(q, int(p.Message.Properties.Priority)))
+				targets = append(targets, b.key(queueKey(q, int(p.Message.Properties.Priority))))
 			}
 		}
 		if len(targets) == 0 {
@@ -80,11 +80,11 @@ func (b *Broker) PublishAt(ctx context.Context, p broker.Publishing, at time.Tim
 		if err != nil {
 			return err
 		}
-		if err := b.rdb.ZAdd(ctx, delayedKey, goredis.Z{Score: float64(at.UnixMilli()), Member: member}).Err(); err != nil {
+		if err := b.rdb.ZAdd(ctx, b.key(delayedKey), goredis.Z{Score: float64(at.UnixMilli()), Member: member}).Err(); err != nil {
 			return err
 		}
 		if !at.After(time.Now()) { // already due: route it now
-			return moveDue.Run(ctx, b.rdb, []string{delayedKey, delayedKey + ".bad"}, time.Now().UnixMilli(), moveBatch).Err()
+			return moveDue.Run(ctx, b.rdb, []string{b.key(delayedKey), b.key(delayedKey + ".bad")}, time.Now().UnixMilli(), moveBatch).Err()
 		}
 		return nil
 	})
@@ -103,7 +103,7 @@ func (b *Broker) runDelayed() {
 		case <-t.C:
 		}
 		for {
-			n, err := moveDue.Run(ctx, b.rdb, []string{delayedKey, delayedKey + ".bad"}, time.Now().UnixMilli(), moveBatch).Int()
+			n, err := moveDue.Run(ctx, b.rdb, []string{b.key(delayedKey), b.key(delayedKey + ".bad")}, time.Now().UnixMilli(), moveBatch).Int()
 			if err != nil {
 				if ctx.Err() == nil && !isConnErr(err) {
 					b.log.warn("moving delayed messages", "err", err)

@@ -5,8 +5,12 @@
 //
 // (registered for redis://, rediss://, unix://, socket://, redis+socket://
 // and sentinel:// URLs; parsing, TLS and Sentinel come from
-// internal/redisurl). ?visibility_timeout=SECONDS in the URL sets
-// Config.VisibilityTimeout, as Celery's broker_transport_options does.
+// internal/redisurl). Two of kombu's transport options, which Celery sets
+// in broker_transport_options, can be given in the URL or in Config:
+// ?visibility_timeout=SECONDS (Config.VisibilityTimeout) and
+// ?global_keyprefix=PREFIX (Config.GlobalKeyPrefix, prefixing every key and
+// pub/sub channel as kombu does). Other kombu options (sep, priority_steps,
+// fanout_prefix, fanout_patterns, unacked_* key names) keep their defaults.
 //
 // Wire format, key for key with kombu/transport/redis.py:
 //

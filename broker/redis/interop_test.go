@@ -244,19 +244,22 @@ func TestInteropControlAndEvents(t *testing.T) {
 	})
 	app := celerytest.New(t, celerytest.Config{Broker: url, Queue: q})
 	out := app.Exec(`
-import json
+import json, socket
 from celeryapp import app
 print(json.dumps(app.control.ping(destination=["go@` + q + `"], timeout=5)))
 got = []
+host = "go@` + q + `"
 with app.connection() as conn:
-    recv = app.events.Receiver(conn, handlers={"*": lambda e: got.append([e["type"], e.get("hostname")])})
-    for _ in range(10):  # each capture drains for about a second
-        try:
-            recv.capture(limit=1, timeout=2)
-        except Exception:
-            pass
-        if any(e[0] == "worker-heartbeat" for e in got):
-            break
+    def on(e):
+        if e.get("hostname") == host:
+            got.append([e["type"], host])
+            if e["type"] == "worker-heartbeat":
+                recv.should_stop = True
+    recv = app.events.Receiver(conn, handlers={"*": on})
+    try:
+        recv.capture(limit=None, timeout=10)
+    except socket.timeout:
+        pass
 print(json.dumps(got))
 `)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -363,5 +366,68 @@ func TestInteropPythonCountdownParked(t *testing.T) {
 	}
 	if el := time.Since(start); el < 2*time.Second {
 		t.Errorf("ran after %v, before its countdown", el)
+	}
+}
+
+// kombu's global_keyprefix: every key carries the prefix on both sides. A
+// message kombu publishes reaches the Go consumer; the Go consumer dies
+// holding it; kombu restores it from the prefixed unacked hash.
+func TestInteropGlobalKeyPrefix(t *testing.T) {
+	s := privateRedis(t)
+	url := s.URL()
+	const pfx = "app1:"
+	q := testenv.Prefix(t)
+	ctx := testCtx(t, 60*time.Second)
+	app := celerytest.New(t, celerytest.Config{Broker: url, Queue: q})
+	kombu := func(code string) string {
+		return app.Exec(`
+import json, socket
+from kombu import Connection, Exchange, Queue
+q = Queue("` + q + `", Exchange("` + q + `", "direct"), "` + q + `")
+with Connection("` + url + `", transport_options={"global_keyprefix": "` + pfx + `", "visibility_timeout": 1}) as conn:
+` + code)
+	}
+	kombu(`
+    conn.Producer(conn.channel()).publish("from kombu", exchange=q.exchange, routing_key=q.routing_key, declare=[q], serializer="json")
+`)
+	a := open(t, Config{URL: url + "?global_keyprefix=" + pfx})
+	c, err := a.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{broker.TaskQueue(q)}, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := recv(t, c, 10*time.Second)
+	if string(d.Message.Body) != `"from kombu"` {
+		t.Fatalf("Go got %s", d.Message.Body)
+	}
+	rdb := goredis.NewClient(&goredis.Options{Addr: s.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if n, _ := rdb.HLen(ctx, pfx+unackedKey).Result(); n != 1 {
+		t.Fatalf("prefixed unacked hash holds %d", n)
+	}
+	crash(a)
+	waitVisiblePrefixed(t, ctx, rdb, pfx, time.Second)
+	out := kombu(`
+    got = []
+    def on(body, message):
+        got.append([body, message.delivery_info.get("redelivered")])
+        message.ack()
+    with conn.Consumer(q, callbacks=[on], accept=["json"]):
+        for _ in range(20):
+            try:
+                conn.drain_events(timeout=1)
+            except socket.timeout:
+                pass
+            if got:
+                break
+    print(json.dumps(got))
+`)
+	if strings.TrimSpace(out) != `[["from kombu", true]]` {
+		t.Fatalf("kombu restored %s", out)
+	}
+	keys, _ := rdb.Keys(ctx, "*").Result()
+	for _, k := range keys {
+		if !strings.HasPrefix(k, pfx) {
+			t.Errorf("key %q lacks the prefix", k)
+		}
 	}
 }

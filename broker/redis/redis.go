@@ -58,6 +58,11 @@ type Config struct {
 	// VisibilityTimeout (Celery's broker_transport_options). Required
 	// unless Client is set.
 	URL string
+	// GlobalKeyPrefix is kombu's global_keyprefix transport option: it
+	// prefixes every key and pub/sub channel, so that several deployments
+	// share one Redis database. It must match the Python side's
+	// broker_transport_options. Also ?global_keyprefix= in the URL.
+	GlobalKeyPrefix string
 	// Client is an existing connection to use instead of URL; Close does
 	// not close it. DB is then the database number it selects (for the
 	// fanout channel prefix).
@@ -81,6 +86,7 @@ type Broker struct {
 	rdb       goredis.UniversalClient
 	ownClient bool
 	fanoutPfx string // "/{db}."
+	prefix    string // kombu's global_keyprefix
 	log       logger
 
 	mu        sync.Mutex
@@ -130,12 +136,15 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	case cfg.URL == "":
 		return nil, errors.New("redis: Config.URL or Config.Client is required")
 	default:
-		raw, vt, err := splitTransportOptions(cfg.URL)
+		raw, vt, pfx, err := splitTransportOptions(cfg.URL)
 		if err != nil {
 			return nil, err
 		}
 		if vt > 0 && cfg.VisibilityTimeout == 0 {
 			b.cfg.VisibilityTimeout = vt
+		}
+		if pfx != "" && cfg.GlobalKeyPrefix == "" {
+			b.cfg.GlobalKeyPrefix = pfx
 		}
 		rc, err := redisurl.Parse(raw, redisurl.Options{ClientName: clientName(cfg.Options.Name)})
 		if err != nil {
@@ -160,6 +169,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("redis: Config.VisibilityTimeout %v is negative", b.cfg.VisibilityTimeout)
 	}
 	b.fanoutPfx = "/" + strconv.Itoa(db) + "."
+	b.prefix = b.cfg.GlobalKeyPrefix
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
 		b.closeClient()
 		return nil, fmt.Errorf("redis: connecting to %s: %w", redisurl.Redact(cfg.URL), err)
@@ -182,31 +192,33 @@ func clientName(s string) string {
 }
 
 // splitTransportOptions removes kombu transport options Celery users put
-// in the URL (visibility_timeout) before the URL is parsed for the
-// connection.
-func splitTransportOptions(raw string) (string, time.Duration, error) {
+// in the URL (visibility_timeout, global_keyprefix) before the URL is
+// parsed for the connection.
+func splitTransportOptions(raw string) (string, time.Duration, string, error) {
 	i := strings.IndexByte(raw, '?')
 	if i < 0 {
-		return raw, 0, nil
+		return raw, 0, "", nil
 	}
 	q, err := url.ParseQuery(raw[i+1:])
 	if err != nil {
-		return raw, 0, nil // redisurl reports the bad query
+		return raw, 0, "", nil // redisurl reports the bad query
 	}
 	var vt time.Duration
 	if v := q.Get("visibility_timeout"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
-			return "", 0, fmt.Errorf("redis: URL parameter visibility_timeout=%q is not a positive number of seconds", v)
+			return "", 0, "", fmt.Errorf("redis: URL parameter visibility_timeout=%q is not a positive number of seconds", v)
 		}
 		vt = time.Duration(f * float64(time.Second))
 		q.Del("visibility_timeout")
 	}
+	pfx := q.Get("global_keyprefix")
+	q.Del("global_keyprefix")
 	rest := q.Encode()
 	if rest == "" {
-		return raw[:i], vt, nil
+		return raw[:i], vt, pfx, nil
 	}
-	return raw[:i] + "?" + rest, vt, nil
+	return raw[:i] + "?" + rest, vt, pfx, nil
 }
 
 // Client returns the underlying go-redis client.
@@ -225,6 +237,9 @@ func (b *Broker) isClosed() bool {
 	defer b.mu.Unlock()
 	return b.closed
 }
+
+// key applies the global key prefix to a key name.
+func (b *Broker) key(name string) string { return b.prefix + name }
 
 // queueKey is the list holding queue's messages of the given priority
 // (kombu's _q_for_pri).
@@ -304,12 +319,12 @@ func (b *Broker) Declare(ctx context.Context, q broker.Queue) error {
 			if b.kind(q.Exchange.Name) == "topic" {
 				pattern = topicPattern(q.RoutingKey)
 			}
-			pipe.SAdd(ctx, bindingPrefix+q.Exchange.Name, q.RoutingKey+sep+pattern+sep+q.Name)
+			pipe.SAdd(ctx, b.key(bindingPrefix+q.Exchange.Name), q.RoutingKey+sep+pattern+sep+q.Name)
 		}
 		// Per-client queues (RPC replies, pidbox) are not recorded: there
 		// would be one per process ever started.
 		if b.kind(q.Exchange.Name) != "fanout" && !q.AutoDelete {
-			pipe.SAdd(ctx, queuesKey, q.Name)
+			pipe.SAdd(ctx, b.key(queuesKey), q.Name)
 		}
 		_, err := pipe.Exec(ctx)
 		return err
@@ -369,7 +384,7 @@ func (b *Broker) lookup(ctx context.Context, c goredis.Cmdable, exchange, routin
 	if exchange == "" {
 		return []string{routingKey}, nil
 	}
-	members, err := c.SMembers(ctx, bindingPrefix+exchange).Result()
+	members, err := c.SMembers(ctx, b.key(bindingPrefix+exchange)).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -403,9 +418,9 @@ func (b *Broker) lookup(ctx context.Context, c goredis.Cmdable, exchange, routin
 // fanout_patterns on (their defaults).
 func (b *Broker) fanoutChannel(exchange, routingKey string) string {
 	if routingKey != "" {
-		return b.fanoutPfx + exchange + "/" + routingKey
+		return b.prefix + b.fanoutPfx + exchange + "/" + routingKey
 	}
-	return b.fanoutPfx + exchange
+	return b.prefix + b.fanoutPfx + exchange
 }
 
 // Publish routes p as kombu would: PUBLISH for fanout exchanges, LPUSH to
@@ -435,11 +450,11 @@ func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
 		}
 		pri := int(p.Message.Properties.Priority)
 		if len(queues) == 1 {
-			return b.rdb.LPush(ctx, queueKey(queues[0], pri), env).Err()
+			return b.rdb.LPush(ctx, b.key(queueKey(queues[0], pri)), env).Err()
 		}
 		_, err = b.rdb.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
 			for _, q := range queues {
-				pipe.LPush(ctx, queueKey(q, pri), env)
+				pipe.LPush(ctx, b.key(queueKey(q, pri)), env)
 			}
 			return nil
 		})
@@ -496,10 +511,10 @@ func (b *Broker) Inspect(ctx context.Context, queue string) (broker.QueueInfo, e
 		pipe := b.rdb.Pipeline()
 		var lens []*goredis.IntCmd
 		for _, p := range priorityBuckets {
-			lens = append(lens, pipe.LLen(ctx, queueKey(queue, p)))
+			lens = append(lens, pipe.LLen(ctx, b.key(queueKey(queue, p))))
 		}
-		known := pipe.SIsMember(ctx, queuesKey, queue)
-		celeryBinding := pipe.SMembers(ctx, bindingPrefix+queue)
+		known := pipe.SIsMember(ctx, b.key(queuesKey), queue)
+		celeryBinding := pipe.SMembers(ctx, b.key(bindingPrefix+queue))
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
@@ -534,7 +549,7 @@ func (b *Broker) Purge(ctx context.Context, queue string) (int, error) {
 		var lens []*goredis.IntCmd
 		_, err := b.rdb.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
 			for _, p := range priorityBuckets {
-				k := queueKey(queue, p)
+				k := b.key(queueKey(queue, p))
 				lens = append(lens, pipe.LLen(ctx, k))
 				pipe.Del(ctx, k)
 			}

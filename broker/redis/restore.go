@@ -20,14 +20,14 @@ import (
 // recordUnacked writes the bookkeeping kombu's QoS.append writes when a
 // message is delivered: the tag scored by delivery time in unacked_index,
 // and [envelope, exchange, routing key] in the unacked hash.
-func recordUnacked(ctx context.Context, pipe goredis.Pipeliner, tag string, raw []byte, exchange, routingKey string) error {
+func (b *Broker) recordUnacked(ctx context.Context, pipe goredis.Pipeliner, tag string, raw []byte, exchange, routingKey string) error {
 	entry, err := unackedEntry(raw, exchange, routingKey)
 	if err != nil {
 		return err
 	}
 	now := float64(time.Now().UnixMicro()) / 1e6
-	pipe.ZAdd(ctx, unackedIndexKey, goredis.Z{Score: now, Member: tag})
-	pipe.HSet(ctx, unackedKey, tag, entry)
+	pipe.ZAdd(ctx, b.key(unackedIndexKey), goredis.Z{Score: now, Member: tag})
+	pipe.HSet(ctx, b.key(unackedKey), tag, entry)
 	return nil
 }
 
@@ -51,8 +51,8 @@ func unackedEntry(raw []byte, exchange, routingKey string) ([]byte, error) {
 func (b *Broker) ackTag(ctx context.Context, tag string) error {
 	return b.retry(ctx, func(ctx context.Context) error {
 		_, err := b.rdb.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
-			pipe.ZRem(ctx, unackedIndexKey, tag)
-			pipe.HDel(ctx, unackedKey, tag)
+			pipe.ZRem(ctx, b.key(unackedIndexKey), tag)
+			pipe.HDel(ctx, b.key(unackedKey), tag)
 			return nil
 		})
 		return err
@@ -72,7 +72,7 @@ func (b *Broker) restoreTag(ctx context.Context, tag string, leftmost bool) erro
 
 func (b *Broker) restoreTagOnce(ctx context.Context, tag string, leftmost bool) error {
 	txf := func(tx *goredis.Tx) error {
-		p, err := tx.HGet(ctx, unackedKey, tag).Bytes()
+		p, err := tx.HGet(ctx, b.key(unackedKey), tag).Bytes()
 		if err != nil && !errors.Is(err, goredis.Nil) {
 			return err
 		}
@@ -92,13 +92,13 @@ func (b *Broker) restoreTagOnce(ctx context.Context, tag string, leftmost bool) 
 			}
 		}
 		_, err = tx.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
-			pipe.ZRem(ctx, unackedIndexKey, tag)
-			pipe.HDel(ctx, unackedKey, tag)
+			pipe.ZRem(ctx, b.key(unackedIndexKey), tag)
+			pipe.HDel(ctx, b.key(unackedKey), tag)
 			for _, q := range queues {
 				if leftmost {
-					pipe.LPush(ctx, q, payload)
+					pipe.LPush(ctx, b.key(q), payload)
 				} else {
-					pipe.RPush(ctx, q, payload)
+					pipe.RPush(ctx, b.key(q), payload)
 				}
 			}
 			return nil
@@ -106,7 +106,7 @@ func (b *Broker) restoreTagOnce(ctx context.Context, tag string, leftmost bool) 
 		return err
 	}
 	for range 10 {
-		err := b.rdb.Watch(ctx, txf, unackedKey)
+		err := b.rdb.Watch(ctx, txf, b.key(unackedKey))
 		if !errors.Is(err, goredis.TxFailedErr) {
 			return err
 		}
@@ -120,8 +120,8 @@ func (b *Broker) restoreTagOnce(ctx context.Context, tag string, leftmost bool) 
 func (b *Broker) unpop(ctx context.Context, key, tag string, raw []byte) error {
 	return b.retry(ctx, func(ctx context.Context) error {
 		_, err := b.rdb.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
-			pipe.ZRem(ctx, unackedIndexKey, tag)
-			pipe.HDel(ctx, unackedKey, tag)
+			pipe.ZRem(ctx, b.key(unackedIndexKey), tag)
+			pipe.HDel(ctx, b.key(unackedKey), tag)
 			pipe.RPush(ctx, key, raw)
 			return nil
 		})
@@ -142,13 +142,13 @@ func (b *Broker) restoreVisible(ctx context.Context) (int, error) {
 	var tok [16]byte
 	_, _ = rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
-	ok, err := b.rdb.SetNX(ctx, unackedMutexKey, token, unackedMutexTTL).Result()
+	ok, err := b.rdb.SetNX(ctx, b.key(unackedMutexKey), token, unackedMutexTTL).Result()
 	if err != nil || !ok {
 		return 0, err // held by another consumer: it does the work
 	}
-	defer releaseScript.Run(context.WithoutCancel(ctx), b.rdb, []string{unackedMutexKey}, token)
+	defer releaseScript.Run(context.WithoutCancel(ctx), b.rdb, []string{b.key(unackedMutexKey)}, token)
 	ceil := float64(time.Now().Add(-b.cfg.VisibilityTimeout).UnixMicro()) / 1e6
-	tags, err := b.rdb.ZRevRangeByScore(ctx, unackedIndexKey, &goredis.ZRangeBy{
+	tags, err := b.rdb.ZRevRangeByScore(ctx, b.key(unackedIndexKey), &goredis.ZRangeBy{
 		Max: strconv.FormatFloat(ceil, 'f', 6, 64), Min: "0",
 	}).Result()
 	if err != nil {

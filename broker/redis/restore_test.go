@@ -33,13 +33,19 @@ func crash(b *Broker) {
 // waitVisible polls until every unacked message is older than vt.
 func waitVisible(t testing.TB, ctx context.Context, rdb *goredis.Client, vt time.Duration) {
 	t.Helper()
+	waitVisiblePrefixed(t, ctx, rdb, "", vt)
+}
+
+// waitVisiblePrefixed is waitVisible under a global key prefix.
+func waitVisiblePrefixed(t testing.TB, ctx context.Context, rdb *goredis.Client, pfx string, vt time.Duration) {
+	t.Helper()
 	err := redistest.Eventually(30*time.Second, func() error {
 		ceil := float64(time.Now().Add(-vt).UnixMicro()) / 1e6
-		young, err := rdb.ZCount(ctx, unackedIndexKey, strconv.FormatFloat(ceil, 'f', 6, 64), "+inf").Result()
+		young, err := rdb.ZCount(ctx, pfx+unackedIndexKey, strconv.FormatFloat(ceil, 'f', 6, 64), "+inf").Result()
 		if err != nil {
 			return err
 		}
-		total, err := rdb.ZCard(ctx, unackedIndexKey).Result()
+		total, err := rdb.ZCard(ctx, pfx+unackedIndexKey).Result()
 		if err != nil {
 			return err
 		}
