@@ -245,7 +245,9 @@ func (c *consumer) listLoop() {
 				b.log.warn("restoring messages past the visibility timeout", "err", err)
 			}
 		}
-		res, err := b.rdb.BRPop(c.ctx, brpopTimeout, keys...).Result()
+		// Not c.ctx: a BRPOP abandoned mid-reply would lose the message the
+		// server already popped. It returns within brpopTimeout anyway.
+		res, err := b.rdb.BRPop(context.WithoutCancel(c.ctx), brpopTimeout, keys...).Result()
 		if c.ctx.Err() != nil {
 			if err == nil {
 				c.unpopRaw(res[0], []byte(res[1]))
