@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -413,8 +414,9 @@ func parseLSN(s string) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	var h, l uint64
-	if _, err := fmt.Sscanf(hi+" "+lo, "%x %x", &h, &l); err != nil {
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
 		return 0, false
 	}
 	return h<<32 | l, true

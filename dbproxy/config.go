@@ -95,6 +95,13 @@ type Config struct {
 	HealthInterval time.Duration `yaml:"health_interval"`
 	// NoReadYourWrites turns off LSN tracking after writes.
 	NoReadYourWrites bool `yaml:"no_read_your_writes"`
+	// ReplicaSafeFunctions are VOLATILE functions known to have no side
+	// effects, so calling them does not send a statement to the primary;
+	// added to DefaultReplicaSafeFunctions.
+	ReplicaSafeFunctions []string `yaml:"replica_safe_functions"`
+	// PrimaryFunctions always send a statement to the primary, whatever
+	// pg_proc says (for functions that write through dblink and the like).
+	PrimaryFunctions []string `yaml:"primary_functions"`
 	// VolatilityTTL is how long pg_proc volatility answers are cached
 	// (default 5m).
 	VolatilityTTL time.Duration `yaml:"volatility_ttl"`
@@ -104,6 +111,13 @@ type Config struct {
 	// Registerer receives the proxy's Prometheus metrics; nil registers
 	// none.
 	Registerer prometheus.Registerer `yaml:"-"`
+}
+
+// DefaultReplicaSafeFunctions are built-in VOLATILE functions that only
+// read server state.
+var DefaultReplicaSafeFunctions = []string{
+	"pg_is_in_recovery", "pg_last_wal_replay_lsn", "pg_last_wal_receive_lsn",
+	"pg_last_xact_replay_timestamp", "pg_backend_pid", "clock_timestamp", "timeofday",
 }
 
 // validate applies defaults and checks c, naming the field at fault.

@@ -2,6 +2,8 @@ package dbproxy
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +33,8 @@ type router struct {
 
 	volMu sync.Mutex
 	vol   map[string]volEntry // "db\x00name" -> volatility
+	// fixed holds the configured answers that beat pg_proc.
+	fixed map[string]bool
 }
 
 type volEntry struct {
@@ -39,8 +43,15 @@ type volEntry struct {
 }
 
 func newRouter(p *Proxy) *router {
-	return &router{p: p, replicas: make([]replicaState, len(p.s.replicas)),
-		conns: map[string]*pgx.Conn{}, vol: map[string]volEntry{}}
+	r := &router{p: p, replicas: make([]replicaState, len(p.s.replicas)),
+		conns: map[string]*pgx.Conn{}, vol: map[string]volEntry{}, fixed: map[string]bool{}}
+	for _, f := range append(slices.Clone(DefaultReplicaSafeFunctions), p.cfg.ReplicaSafeFunctions...) {
+		r.fixed[strings.ToLower(f)] = false
+	}
+	for _, f := range p.cfg.PrimaryFunctions {
+		r.fixed[strings.ToLower(f)] = true
+	}
+	return r
 }
 
 // pick returns the replica (1-based) to read from for a client that must
@@ -216,6 +227,13 @@ func (r *router) volatile(ctx context.Context, db string, funcs []string) bool {
 	var missing []string
 	r.volMu.Lock()
 	for _, f := range funcs {
+		if v, ok := r.fixed[f]; ok {
+			if v {
+				r.volMu.Unlock()
+				return true
+			}
+			continue
+		}
 		e, ok := r.vol[db+"\x00"+f]
 		if !ok || now.Sub(e.at) > r.p.cfg.VolatilityTTL {
 			missing = append(missing, f)

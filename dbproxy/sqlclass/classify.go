@@ -231,7 +231,7 @@ func blockComment(s string, i int) int {
 }
 
 // quoted returns the index after a literal whose body starts at i; a doubled
-// quote is an escaped quote, and in E'' strings so is a backslash escape.
+// quote is an escaped quote, and in E” strings so is a backslash escape.
 func quoted(s string, i int, q byte, backslash bool) int {
 	for i < len(s) {
 		switch {

@@ -2,7 +2,7 @@
 // may run on a read-only standby or must go to the primary.
 //
 // It is a small lexer, not a parser: it skips comments, string literals
-// (standard, E'' escapes, dollar quotes) and quoted identifiers, splits the
+// (standard, E” escapes, dollar quotes) and quoted identifiers, splits the
 // text into statements at top-level semicolons and looks at each
 // statement's keywords. Anything it does not recognise as a read is a
 // write, so a mistake costs a trip to the primary, never a failed write on a
