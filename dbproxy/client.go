@@ -333,8 +333,11 @@ func (c *client) syncParams(sc *serverConn) error {
 func (c *client) detach() {
 	sc := c.sc
 	if c.wrote && c.onPrimary && len(c.p.s.replicas) > 0 && !c.p.cfg.NoReadYourWrites {
-		if v, err := sc.internal("SELECT pg_current_wal_lsn()"); err == nil {
-			if lsn, ok := parseLSN(v); ok && lsn > c.lsn {
+		// The insert position, not pg_current_wal_lsn() (the write position),
+		// which lags the commit record under synchronous_commit = off.
+		if v, err := sc.internal("SELECT pg_current_wal_insert_lsn()"); err == nil {
+			if lsn, ok := parseLSN(v); ok && recordEnd(lsn) > c.lsn {
+				lsn = recordEnd(lsn)
 				c.lsn = lsn
 			}
 		} else {
@@ -406,6 +409,21 @@ func (sc *serverConn) internal(sql string) (string, error) {
 			return val, qerr
 		}
 	}
+}
+
+// recordEnd turns the insert position into the end of the last record: at
+// the start of a WAL page the insert position already points past the page
+// header (24 bytes, 40 at a segment start), which a standby's replay
+// position would never reach while the primary stays idle.
+func recordEnd(lsn uint64) uint64 {
+	const page, segment = 8192, 16 << 20
+	switch {
+	case lsn%segment == 40:
+		return lsn - 40
+	case lsn%page == 24:
+		return lsn - 24
+	}
+	return lsn
 }
 
 // parseLSN reads a pg_lsn such as 0/16B3748.

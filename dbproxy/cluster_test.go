@@ -171,6 +171,9 @@ func startCluster() (*pgCluster, error) {
 		"SET password_encryption = 'md5'",
 		"CREATE ROLE md5_user LOGIN PASSWORD 'md5-pw' SUPERUSER",
 		"CREATE ROLE app LOGIN SUPERUSER",
+		"SET password_encryption = 'scram-sha-256'",
+		// Has a password for auth_query, yet the server trusts it.
+		"CREATE ROLE aq_user LOGIN PASSWORD 'aq-pw' SUPERUSER",
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return c, fmt.Errorf("%s: %w", q, err)
