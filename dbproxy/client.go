@@ -107,10 +107,15 @@ func (p *Proxy) login(ctx context.Context, conn net.Conn, be *pgproto3.Backend, 
 		}
 	}
 	for _, k := range trackedParams {
-		if v, ok := sm.Parameters[k]; ok {
-			c.params[k] = v
-		} else if v, ok := server[k]; ok {
-			c.params[k] = v
+		c.params[k] = server[k]
+		// Setting names are case-insensitive (pgx sends "timezone").
+		for sk, v := range sm.Parameters {
+			if strings.EqualFold(sk, k) {
+				c.params[k] = v
+			}
+		}
+		if c.params[k] == "" {
+			delete(c.params, k)
 		}
 	}
 	for k, v := range server {

@@ -88,13 +88,20 @@ func (c *client) ensure(name string) {
 	if name == "" {
 		return
 	}
+	sc := c.sc
+	have, ok := sc.prepared[name]
 	st := c.stmts[name]
 	if st == nil {
-		return // the server will say it does not exist, as PostgreSQL would
+		// Not the client's: another client's statement of that name must
+		// not run in its place, so close it and let the server say the
+		// statement does not exist, as PostgreSQL would.
+		if ok {
+			c.inject(&pgproto3.Close{ObjectType: 'S', Name: name}, 'C', "")
+			delete(sc.prepared, name)
+		}
+		return
 	}
-	sc := c.sc
 	key := stmtKey(st)
-	have, ok := sc.prepared[name]
 	if ok && have == key {
 		return
 	}
