@@ -123,8 +123,13 @@ func (p *Proxy) show(cmd string) ([]string, [][]string, error) {
 		}
 		p.router.mu.Unlock()
 		return cols, rows, nil
+	case "SHOW CACHE":
+		if p.cache == nil {
+			return []string{"stat", "value"}, [][]string{{"enabled", "false"}}, nil
+		}
+		return []string{"stat", "value"}, append([][]string{{"enabled", "true"}}, p.cache.stats()...), nil
 	}
-	return nil, nil, fmt.Errorf("unknown admin command %q (try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS)", cmd)
+	return nil, nil, fmt.Errorf("unknown admin command %q (try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CACHE)", cmd)
 }
 
 func (p *Proxy) poolList() []*pool {

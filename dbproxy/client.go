@@ -52,6 +52,12 @@ type client struct {
 	onPrimary bool
 	skipSync  bool // an error was reported; drop messages until Sync
 	queries   int64
+
+	// Query cache: tables this lending wrote, and a result being gathered.
+	dirty   []string
+	fill    string
+	fillBuf []byte
+	fillBad bool
 }
 
 // login authenticates the client and sends the greeting.
@@ -181,6 +187,15 @@ func (c *client) run(ctx context.Context) {
 			}
 			continue
 		}
+		if c.sc == nil && c.p.cache != nil {
+			if q, ok := msg.(*pgproto3.Query); ok && c.status == 'I' {
+				hit, fill := c.cacheLookup(ctx, q)
+				if hit {
+					continue
+				}
+				c.fill, c.fillBuf, c.fillBad = fill, c.fillBuf[:0], false
+			}
+		}
 		if c.sc == nil {
 			if _, ok := msg.(*pgproto3.Sync); ok {
 				// Nothing pending anywhere: answer for the server.
@@ -197,6 +212,9 @@ func (c *client) run(ctx context.Context) {
 				continue
 			}
 		}
+		if c.p.cache != nil {
+			c.noteWrite(ctx, msg)
+		}
 		if err := c.forward(msg); err != nil {
 			c.serverLost(err)
 			continue
@@ -211,11 +229,18 @@ func (c *client) run(ctx context.Context) {
 			continue
 		}
 		if err := c.relay(); err != nil {
+			c.fill = ""
 			if errors.Is(err, errClientGone) {
 				return
 			}
 			c.serverLost(err)
 			continue
+		}
+		if c.fill != "" {
+			if !c.fillBad && len(c.fillBuf) <= maxCachedResult {
+				c.cacheStore(ctx, c.fill, c.fillBuf)
+			}
+			c.fill = ""
 		}
 		if c.p.cfg.PoolMode == PoolTransaction && c.status == 'I' && !c.unsynced {
 			c.detach()
@@ -310,6 +335,11 @@ func (c *client) attach(ctx context.Context, msg pgproto3.FrontendMessage) error
 	c.mu.Unlock()
 	c.onPrimary = target == 0
 	c.wrote = target == 0 && write
+	if c.fill != "" && target > 0 && p.router.replay(target) < p.maxLSN.Load() {
+		// The replica may not have every write yet: serve, but do not
+		// cache, what it answers.
+		c.fillBad = true
+	}
 	if target == 0 {
 		p.m.routed.WithLabelValues("primary").Inc()
 	} else {
@@ -344,20 +374,48 @@ func (c *client) detach() {
 			if lsn, ok := parseLSN(v); ok && recordEnd(lsn) > c.lsn {
 				lsn = recordEnd(lsn)
 				c.lsn = lsn
+				for old := c.p.maxLSN.Load(); lsn > old && !c.p.maxLSN.CompareAndSwap(old, lsn); old = c.p.maxLSN.Load() {
+				}
 			}
 		} else {
 			sc.broken = true
 		}
 	}
 	c.wrote = false
+	c.endWrites()
 	c.mu.Lock()
 	c.sc = nil
 	c.mu.Unlock()
 	sc.pool.release(sc)
 }
 
+// noteWrite invalidates cached tables a write names, before it runs.
+func (c *client) noteWrite(ctx context.Context, msg pgproto3.FrontendMessage) {
+	switch m := msg.(type) {
+	case *pgproto3.Query:
+		c.cacheInvalidate(ctx, m.String)
+	case *pgproto3.Parse:
+		c.cacheInvalidate(ctx, m.Query)
+	case *pgproto3.Bind:
+		if st := c.stmts[m.PreparedStatement]; st != nil && m.PreparedStatement != "" {
+			c.cacheInvalidate(ctx, st.Query)
+		}
+	}
+}
+
+// endWrites bumps the written tables' generations again once the
+// transaction is over, so results read before the commit are unreachable.
+func (c *client) endWrites() {
+	if c.p.cache == nil || len(c.dirty) == 0 {
+		return
+	}
+	c.p.cache.bump(context.Background(), c.db, c.dirty)
+	c.dirty = c.dirty[:0]
+}
+
 // leave returns or closes the server connection when the client goes.
 func (c *client) leave() {
+	defer c.endWrites()
 	sc := c.sc
 	if sc == nil {
 		return

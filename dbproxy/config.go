@@ -106,6 +106,19 @@ type Config struct {
 	// (default 5m).
 	VolatilityTTL time.Duration `yaml:"volatility_ttl"`
 
+	// CacheRedis is a redis:// URL; with CacheTables it turns the query
+	// cache on: results of single read-only simple-protocol statements
+	// whose tables are all in CacheTables are kept in Redis for CacheTTL,
+	// and any write through the proxy naming one of the tables invalidates
+	// its entries at once. Off by default.
+	CacheRedis  string   `yaml:"cache_redis"`
+	CacheTables []string `yaml:"cache_tables"`
+	// CacheTTL bounds how long an entry lives, and so how stale a result can
+	// be after a write that bypassed the proxy (default 30s).
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// CachePrefix starts every Redis key (default "dbproxy:").
+	CachePrefix string `yaml:"cache_prefix"`
+
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 	// Registerer receives the proxy's Prometheus metrics; nil registers
@@ -218,6 +231,16 @@ func (c *Config) validate() (*settings, error) {
 			return nil, bad("TLSCert", "%v", err)
 		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if (c.CacheRedis == "") != (len(c.CacheTables) == 0) {
+		return nil, bad("CacheTables", "the query cache needs both CacheRedis and CacheTables")
+	}
+	if c.CacheTTL < 0 {
+		return nil, bad("CacheTTL", "negative")
+	}
+	defd(&c.CacheTTL, 30*time.Second)
+	if c.CachePrefix == "" {
+		c.CachePrefix = "dbproxy:"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

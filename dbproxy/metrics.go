@@ -14,6 +14,8 @@ type metrics struct {
 	serverErrors prometheus.Counter
 	waitSeconds  prometheus.Histogram
 	replicaLag   *prometheus.GaugeVec
+
+	cacheHits, cacheMisses, cacheInvalidations prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
@@ -38,12 +40,18 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 			Help: "Time clients waited for a server connection when none was free.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
 		replicaLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dbproxy_replica_lag_bytes",
 			Help: "WAL bytes a replica's replay position is behind the primary."}, []string{"replica"}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{Name: "dbproxy_cache_hits_total",
+			Help: "Queries answered from the query cache."}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "dbproxy_cache_misses_total",
+			Help: "Cacheable queries that went to PostgreSQL."}),
+		cacheInvalidations: prometheus.NewCounter(prometheus.CounterOpts{Name: "dbproxy_cache_invalidations_total",
+			Help: "Table generations bumped by writes."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.clients, m.serverConns, m.routed, m.rywPrimary, m.reprepares,
-		m.cancels, m.authFailures, m.serverErrors, m.waitSeconds, m.replicaLag} {
+		m.cancels, m.authFailures, m.serverErrors, m.waitSeconds, m.replicaLag, m.cacheHits, m.cacheMisses, m.cacheInvalidations} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

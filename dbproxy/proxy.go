@@ -36,6 +36,10 @@ type Proxy struct {
 	nextPID   uint32
 
 	router *router
+	cache  *queryCache // nil when off
+	// maxLSN is the newest write position any client of this proxy has
+	// committed; cache fills from replicas behind it are not kept.
+	maxLSN atomic.Uint64
 }
 
 // New validates cfg and returns a Proxy ready to Start.
@@ -51,6 +55,11 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.m = m
 	p.router = newRouter(p)
+	if cfg.CacheRedis != "" {
+		if p.cache, err = newQueryCache(p); err != nil {
+			return nil, fmt.Errorf("%w: CacheRedis: %v", ErrConfig, err)
+		}
+	}
 	return p, nil
 }
 
@@ -116,6 +125,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.poolsMu.Unlock()
 	p.router.close()
+	if p.cache != nil {
+		p.cache.close()
+	}
 	return err
 }
 

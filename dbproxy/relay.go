@@ -212,6 +212,9 @@ func (c *client) relay() error {
 		}
 		if send {
 			c.be.Send(msg)
+			if c.fill != "" {
+				c.gather(msg)
+			}
 		}
 		if sc.fe.ReadBufferLen() == 0 {
 			if err := c.be.Flush(); err != nil {
@@ -223,6 +226,26 @@ func (c *client) relay() error {
 		return errClientGone
 	}
 	return nil
+}
+
+// gather adds a reply to the result being cached; anything but a plain
+// result (an error, a notice, a setting change, COPY) spoils it.
+func (c *client) gather(msg pgproto3.BackendMessage) {
+	switch msg.(type) {
+	case *pgproto3.RowDescription, *pgproto3.DataRow, *pgproto3.CommandComplete, *pgproto3.EmptyQueryResponse:
+		if c.fillBad || len(c.fillBuf) > maxCachedResult {
+			return
+		}
+		b, err := msg.Encode(c.fillBuf)
+		if err != nil {
+			c.fillBad = true
+			return
+		}
+		c.fillBuf = b
+	case *pgproto3.ReadyForQuery:
+	default:
+		c.fillBad = true
+	}
 }
 
 // copyIn passes COPY FROM STDIN data from the client to the server until

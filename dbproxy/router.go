@@ -75,6 +75,13 @@ func (r *router) pick(lsn uint64) int {
 	return 0
 }
 
+// replay is the last polled replay position of a replica.
+func (r *router) replay(server int) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.replicas[server-1].replay
+}
+
 // markDown takes a replica out of reads until a health check finds it up.
 func (r *router) markDown(server int) {
 	r.mu.Lock()

@@ -20,6 +20,11 @@ type Result struct {
 	// that are not functions (IN, VALUES, …) are harmless: they are not in
 	// pg_proc.
 	Functions []string
+	// Tables lists the relations named after FROM, JOIN, UPDATE, INTO,
+	// TABLE and TRUNCATE (lower case, without schema), for the query cache.
+	Tables []string
+	// Statements counts the non-empty statements.
+	Statements int
 }
 
 // tok is one lexical token: a lower-cased word, a quoted identifier, or a
@@ -45,6 +50,8 @@ func Classify(sql string) Result {
 		if len(stmt) == 0 {
 			continue
 		}
+		r.Statements++
+		r.Tables = tables(stmt, r.Tables)
 		primary, begin := statement(stmt)
 		r.Primary = r.Primary || primary
 		r.Begin = r.Begin || begin
@@ -74,6 +81,50 @@ var notFunc = map[string]bool{
 	"from": true, "where": true, "over": true, "filter": true, "select": true,
 	"join": true, "row": true, "array": true, "cast": true, "coalesce": true,
 	"nullif": true, "greatest": true, "least": true, "'": true, "$": true, "0": true,
+}
+
+// tableWords precede a relation name.
+var tableWords = map[string]bool{"from": true, "join": true, "update": true, "into": true, "table": true, "truncate": true}
+
+// tables appends the relations stmt names; FROM a, b lists are followed.
+func tables(t []tok, out []string) []string {
+	for i := 0; i+1 < len(t); i++ {
+		if !tableWords[t[i].word] {
+			continue
+		}
+		for j := i + 1; j < len(t); j++ {
+			w := t[j].word
+			if w == "only" || w == "lateral" {
+				continue
+			}
+			if w == "" || w == "'" || w == "$" || w == "0" || notFunc[w] {
+				break
+			}
+			out = appendUnique(out, strings.Trim(w, `"`))
+			// FROM a x, b y: skip an alias, continue after a comma.
+			k := j + 1
+			if k < len(t) && t[k].word == "as" {
+				k++
+			}
+			if k < len(t) && t[k].word != "" && !tableWords[t[k].word] && !clauseWords[t[k].word] {
+				k++
+			}
+			if t[i].word == "from" && k < len(t) && t[k].punct == ',' {
+				j = k
+				continue
+			}
+			break
+		}
+	}
+	return out
+}
+
+// clauseWords end a FROM item.
+var clauseWords = map[string]bool{
+	"where": true, "group": true, "order": true, "limit": true, "offset": true, "having": true,
+	"window": true, "union": true, "intersect": true, "except": true, "for": true, "on": true,
+	"inner": true, "left": true, "right": true, "full": true, "cross": true, "natural": true,
+	"set": true, "values": true, "returning": true, "fetch": true, "select": true,
 }
 
 // writeWords make any statement that contains them a write: DML inside a

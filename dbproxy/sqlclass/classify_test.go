@@ -50,8 +50,33 @@ func TestClassify(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Classify(tc.sql)
+			got.Tables, got.Statements = nil, 0 // covered by TestTables
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Classify(%q) (-want +got):\n%s", tc.sql, diff)
+			}
+		})
+	}
+}
+
+func TestTables(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want []string
+	}{
+		{"SELECT * FROM auth_user WHERE id = 1", []string{"auth_user"}},
+		{`SELECT * FROM public."auth_user" u JOIN auth_group g ON true`, []string{"auth_user", "auth_group"}},
+		{"SELECT * FROM a, b AS bb, c WHERE a.x = b.x", []string{"a", "b", "c"}},
+		{"SELECT * FROM (SELECT 1 FROM inner_t) s", []string{"inner_t"}},
+		{"UPDATE t SET a = 1", []string{"t"}},
+		{"INSERT INTO t2 (a) VALUES (1)", []string{"t2"}},
+		{"DELETE FROM only t3", []string{"t3"}},
+		{"SELECT 1", nil},
+		{"SELECT count(*) FROM t LEFT JOIN u ON true", []string{"t", "u"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.sql, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, Classify(tc.sql).Tables); diff != "" {
+				t.Error(diff)
 			}
 		})
 	}
