@@ -271,13 +271,15 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn) {
 			startup = &sm
 		}
 	}
-	_ = conn.SetDeadline(time.Time{})
+	// The startup deadline also covers authentication, so a client that
+	// stalls mid-login does not hold a goroutine forever.
 	be := pgproto3.NewBackend(conn, conn)
 	c, err := p.login(ctx, conn, be, startup)
 	if err != nil {
 		p.cfg.Logger.Debug("dbproxy: login refused", "err", err, "remote", conn.RemoteAddr().String())
 		return
 	}
+	_ = conn.SetDeadline(time.Time{})
 	defer p.unregister(c)
 	c.run(ctx)
 }
