@@ -285,3 +285,61 @@ func TestCopyAndAdmin(t *testing.T) {
 		t.Error("non-admin user reached the admin console")
 	}
 }
+
+// TestPoolLimits covers min idle, idle timeout, lifetime, the client cap
+// and the wait timeout.
+func TestPoolLimits(t *testing.T) {
+	t.Parallel()
+	cl := testCluster(t)
+	ctx := context.Background()
+	primary := cl.primary.url("postgres", "", "postgres")
+
+	t.Run("min_idle_and_idle_timeout", func(t *testing.T) {
+		p := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, PoolSize: 4, MinIdle: 3})
+		c := connect(t, proxyURL(p, "postgres", "", "postgres"))
+		backendPID(t, c)
+		pl := p.pool(poolKey{db: "postgres", user: "postgres"})
+		eventually(t, "three idle server connections", func() bool { _, idle, _ := pl.counts(); return idle == 3 })
+
+		q := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, ServerIdleTimeout: 200 * time.Millisecond})
+		c = connect(t, proxyURL(q, "postgres", "", "postgres"))
+		backendPID(t, c)
+		ql := q.pool(poolKey{db: "postgres", user: "postgres"})
+		eventually(t, "idle connection closed", func() bool { _, idle, _ := ql.counts(); return idle == 0 })
+	})
+	t.Run("lifetime", func(t *testing.T) {
+		p := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, ServerLifetime: time.Nanosecond})
+		c := connect(t, proxyURL(p, "postgres", "", "postgres"))
+		if a, b := backendPID(t, c), backendPID(t, c); a == b {
+			t.Error("server connection outlived its lifetime")
+		}
+	})
+	t.Run("max_client_conns", func(t *testing.T) {
+		p := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, MaxClientConns: 1})
+		connect(t, proxyURL(p, "postgres", "", "postgres"))
+		_, err := pgx.Connect(ctx, proxyURL(p, "postgres", "", "postgres"))
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "53300" {
+			t.Fatalf("second client: %v, want 53300", err)
+		}
+	})
+	t.Run("wait_timeout", func(t *testing.T) {
+		p := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, PoolSize: 1, QueryWaitTimeout: 300 * time.Millisecond})
+		a := connect(t, proxyURL(p, "postgres", "", "postgres"))
+		b := connect(t, proxyURL(p, "postgres", "", "postgres"))
+		tx, err := a.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := b.Exec(ctx, "SELECT 1"); err == nil || !strings.Contains(err.Error(), "timed out waiting") {
+			t.Fatalf("query with the pool exhausted: %v", err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatalf("after the pool freed up: %v", err)
+		}
+	})
+}
