@@ -154,6 +154,20 @@ func TestAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Close(ctx)
+		// The server demands SCRAM (or md5) of these users and the proxy
+		// knows only the stored verifier: it logs in with the ClientKey the
+		// client's own SCRAM proof revealed, or with the md5 hash.
+		for _, u := range []struct{ user, pw string }{{"scram_user", "scram-pw"}, {"md5_user", "md5-pw"}} {
+			c, err := pgx.Connect(ctx, proxyURL(p, u.user, u.pw, "postgres"))
+			if err != nil {
+				t.Fatalf("%s via auth_query: %v", u.user, err)
+			}
+			var who string
+			if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != u.user {
+				t.Fatalf("%s: current_user %q, %v", u.user, who, err)
+			}
+			c.Close(ctx)
+		}
 		if _, err := pgx.Connect(ctx, proxyURL(p, "aq_user", "wrong", "postgres")); err == nil {
 			t.Fatal("wrong password accepted via auth_query")
 		}

@@ -40,6 +40,9 @@ type Proxy struct {
 	// maxLSN is the newest write position any client of this proxy has
 	// committed; cache fills from replicas behind it are not kept.
 	maxLSN atomic.Uint64
+	// pass holds what client logins taught about users whose server
+	// password is unknown.
+	pass passthroughs
 }
 
 // New validates cfg and returns a Proxy ready to Start.
