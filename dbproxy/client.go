@@ -311,6 +311,11 @@ func (c *client) attach(ctx context.Context, msg pgproto3.FrontendMessage) error
 		if sql != "" {
 			r := sqlclass.Classify(sql)
 			write = r.Primary || p.router.volatile(ctx, c.db, r.Functions)
+			// A token from another connection or proxy instance (carried
+			// by the app, e.g. in a Celery task's headers).
+			if lsn, ok := parseLSN(r.LSN); ok && lsn > c.lsn {
+				c.lsn = lsn
+			}
 		}
 		if !write {
 			target = p.router.pick(c.lsn)
@@ -367,20 +372,6 @@ func (c *client) syncParams(sc *serverConn) error {
 // recording the primary's WAL position if the client wrote.
 func (c *client) detach() {
 	sc := c.sc
-	if c.wrote && c.onPrimary && len(c.p.s.replicas) > 0 && !c.p.cfg.NoReadYourWrites {
-		// The insert position, not pg_current_wal_lsn() (the write position),
-		// which lags the commit record under synchronous_commit = off.
-		if v, err := sc.internal("SELECT pg_current_wal_insert_lsn()"); err == nil {
-			if lsn, ok := parseLSN(v); ok && recordEnd(lsn) > c.lsn {
-				lsn = recordEnd(lsn)
-				c.lsn = lsn
-				for old := c.p.maxLSN.Load(); lsn > old && !c.p.maxLSN.CompareAndSwap(old, lsn); old = c.p.maxLSN.Load() {
-				}
-			}
-		} else {
-			sc.broken = true
-		}
-	}
 	c.wrote = false
 	c.endWrites()
 	c.mu.Lock()
@@ -388,6 +379,37 @@ func (c *client) detach() {
 	c.mu.Unlock()
 	sc.pool.release(sc)
 }
+
+// recordLSN notes the primary's WAL position after the client's write
+// transaction ended, and tells the client as ParameterStatus dbproxy_lsn —
+// a token it can hand to other connections or processes, which put it in a
+// /* dbproxy:lsn=… */ comment. It runs before the ReadyForQuery that ends
+// the transaction reaches the client, so the token is there when the
+// client's call returns.
+func (c *client) recordLSN() {
+	sc := c.sc
+	c.wrote = false
+	// The insert position, not pg_current_wal_lsn() (the write position),
+	// which lags the commit record under synchronous_commit = off.
+	v, err := sc.internal("SELECT pg_current_wal_insert_lsn()")
+	if err != nil {
+		sc.broken = true
+		return
+	}
+	lsn, ok := parseLSN(v)
+	if !ok {
+		return
+	}
+	lsn = recordEnd(lsn)
+	if lsn > c.lsn {
+		c.lsn = lsn
+	}
+	for old := c.p.maxLSN.Load(); lsn > old && !c.p.maxLSN.CompareAndSwap(old, lsn); old = c.p.maxLSN.Load() {
+	}
+	c.be.Send(&pgproto3.ParameterStatus{Name: "dbproxy_lsn", Value: formatLSN(c.lsn)})
+}
+
+func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 // noteWrite invalidates cached tables a write names, before it runs.
 func (c *client) noteWrite(ctx context.Context, msg pgproto3.FrontendMessage) {

@@ -173,6 +173,12 @@ func (c *client) relay() error {
 				}
 			}
 			send = true
+			if len(c.queue) == 0 && m.TxStatus == 'I' && !c.unsynced && c.wrote && c.onPrimary &&
+				len(c.p.s.replicas) > 0 && !c.p.cfg.NoReadYourWrites && c.p.cfg.PoolMode == PoolTransaction {
+				c.recordLSN()
+				// recordLSN reused the decoder's ReadyForQuery.
+				msg = &pgproto3.ReadyForQuery{TxStatus: 'I'}
+			}
 		case *pgproto3.ErrorResponse:
 			send = true
 			if head.kind == 'Q' || head.kind == 'F' || head.kind == 'S' {
