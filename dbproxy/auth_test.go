@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,27 @@ func TestReadUserlist(t *testing.T) {
 			t.Errorf("readUserlist(%q) accepted", bad)
 		}
 	}
+}
+
+func FuzzQuotedFields(f *testing.F) {
+	for _, s := range []string{`"a" "b"`, `"a""b" "c"`, `"`, `a`, `"a"x`, `""`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		fields, err := quotedFields(line)
+		if err != nil {
+			return
+		}
+		// Quoting the fields again gives a line that reads back the same.
+		var b strings.Builder
+		for _, fl := range fields {
+			b.WriteString(`"` + strings.ReplaceAll(fl, `"`, `""`) + `" `)
+		}
+		again, err := quotedFields(b.String())
+		if err != nil || !slices.Equal(again, fields) {
+			t.Fatalf("%q -> %q -> %q, %v", line, fields, again, err)
+		}
+	})
 }
 
 func FuzzParseSCRAM(f *testing.F) {

@@ -122,6 +122,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.clientsMu.Unlock()
 	p.wg.Wait()
+	<-done // every client has unregistered by now
 	p.poolsMu.Lock()
 	for _, pl := range p.pools {
 		pl.maintain(context.Background(), true)
