@@ -76,6 +76,13 @@ func (p *Proxy) login(ctx context.Context, conn net.Conn, be *pgproto3.Backend, 
 	if p.closing.Load() {
 		return nil, fatal(be, "57P01", "dbproxy is shutting down")
 	}
+	for k, v := range sm.Parameters {
+		if !startupParamOK(k, v) {
+			// Dropping it silently could run the client's queries with the
+			// wrong search_path or role; refuse, as PgBouncer does.
+			return nil, fatal(be, "08P01", fmt.Sprintf("unsupported startup parameter: %s", k))
+		}
+	}
 	c := &client{p: p, conn: conn, be: be, user: user, db: db, params: map[string]string{},
 		stmts: map[string]*pgproto3.Parse{}, status: 'I', onPrimary: true}
 	secret, found := p.s.users[user]
@@ -137,6 +144,26 @@ func (p *Proxy) login(ctx context.Context, conn net.Conn, be *pgproto3.Backend, 
 		return nil, err
 	}
 	return c, nil
+}
+
+// startupParamOK reports whether the proxy honours (or may ignore) a
+// startup parameter: the tracked settings follow the client; the rest
+// would be lost when the client changes server connection.
+func startupParamOK(k, v string) bool {
+	switch strings.ToLower(k) {
+	case "user", "database", "replication":
+		return true
+	case "extra_float_digits":
+		return true // JDBC sends it; the server's default output is exact anyway
+	case "options":
+		return strings.TrimSpace(v) == ""
+	}
+	for _, t := range trackedParams {
+		if strings.EqualFold(k, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // serverParams returns what the primary reports for (db, user), connecting

@@ -230,6 +230,12 @@ func TestParameterSync(t *testing.T) {
 	if got := b.PgConn().ParameterStatus("TimeZone"); got != "Europe/Paris" {
 		t.Errorf("b's ParameterStatus TimeZone %q", got)
 	}
+	// A setting the proxy cannot carry across server connections is refused.
+	_, err := pgx.Connect(ctx, proxyURL(p, "postgres", "", "postgres")+"&search_path=other")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08P01" || !strings.Contains(pe.Message, "search_path") {
+		t.Errorf("search_path startup parameter: %v", err)
+	}
 }
 
 // TestCopyAndAdmin streams COPY FROM STDIN through the proxy and reads the
