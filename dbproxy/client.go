@@ -233,6 +233,7 @@ func (c *client) run(ctx context.Context) {
 				continue
 			}
 			if err := c.attach(ctx, msg); err != nil {
+				c.fill = ""
 				if !c.reportError(msg, "08006", err.Error()) {
 					return
 				}
@@ -309,6 +310,7 @@ func (c *client) serverLost(err error) {
 	}
 	pending := len(c.queue) > 0
 	c.queue = c.queue[:0]
+	c.fill = ""
 	c.unsynced = false
 	c.status = 'I'
 	c.be.Send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08006", Message: "server connection lost: " + err.Error()})
