@@ -88,6 +88,9 @@ func (p *Proxy) Start(ctx context.Context) error {
 	go p.accept(ctx)
 	go p.maintain(ctx)
 	if len(p.s.replicas) > 0 {
+		// Know the replicas before the first client arrives, so reads are
+		// split from the start.
+		p.router.check(ctx)
 		p.wg.Add(1)
 		go p.router.run(ctx)
 	}
