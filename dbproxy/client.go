@@ -367,6 +367,7 @@ func (c *client) attach(ctx context.Context, msg pgproto3.FrontendMessage) error
 	c.mu.Lock()
 	c.sc = sc
 	c.mu.Unlock()
+	sc.pool.lendings.Add(1)
 	c.onPrimary = target == 0
 	c.wrote = target == 0 && write
 	if c.fill != "" && target > 0 && p.router.replay(target) < p.maxLSN.Load() {

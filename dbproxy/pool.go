@@ -62,6 +62,8 @@ type pool struct {
 	params map[string]string // what the first connection reported
 
 	waiting atomic.Int64
+	// Totals for SHOW STATS.
+	lendings, queries, waitMicros atomic.Int64
 }
 
 func (p *Proxy) pool(key poolKey) *pool {
@@ -104,7 +106,9 @@ func (pl *pool) acquire(ctx context.Context) (*serverConn, error) {
 		case pl.sem <- struct{}{}:
 			t.Stop()
 			pl.waiting.Add(-1)
-			pl.p.m.waitSeconds.Observe(time.Since(start).Seconds())
+			waited := time.Since(start)
+			pl.waitMicros.Add(waited.Microseconds())
+			pl.p.m.waitSeconds.Observe(waited.Seconds())
 		case <-t.C:
 			pl.waiting.Add(-1)
 			return nil, ErrPoolTimeout

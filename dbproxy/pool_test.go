@@ -264,7 +264,7 @@ func TestCopyAndAdmin(t *testing.T) {
 	}
 
 	admin := connect(t, proxyURL(p, "postgres", "", "dbproxy")+"&default_query_exec_mode=simple_protocol")
-	for _, cmd := range []string{"SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW STATS"} {
+	for _, cmd := range []string{"SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW STATS", "SHOW REPLICAS"} {
 		rs, err := admin.Query(ctx, cmd)
 		if err != nil {
 			t.Fatal(err)
@@ -283,6 +283,13 @@ func TestCopyAndAdmin(t *testing.T) {
 	}
 	if db != "postgres" || server != "primary" || svIdle != "1" || mode != "transaction" {
 		t.Errorf("SHOW POOLS row: %s %s %s idle=%s %s", db, user, server, svIdle, mode)
+	}
+	var lendings, queries, waited string
+	if err := admin.QueryRow(ctx, "SHOW STATS").Scan(&db, &user, &server, &lendings, &queries, &waited); err != nil {
+		t.Fatal(err)
+	}
+	if lendings == "0" || queries == "0" {
+		t.Errorf("SHOW STATS: lendings=%s queries=%s", lendings, queries)
 	}
 	if _, err := admin.Exec(ctx, "SHOW NONSENSE"); err == nil {
 		t.Error("unknown admin command accepted")
