@@ -36,8 +36,8 @@
 // invalidate them at once through per-table generation counters.
 //
 // The virtual database "dbproxy" answers SHOW POOLS, SHOW CLIENTS, SHOW
-// SERVERS and SHOW STATS for admin users; Prometheus metrics are registered
-// on Config.Registerer.
+// SERVERS, SHOW STATS, SHOW REPLICAS and SHOW CACHE for admin users;
+// Prometheus metrics are registered on Config.Registerer.
 //
 // Usage:
 //
