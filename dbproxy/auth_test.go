@@ -195,3 +195,18 @@ func TestAuth(t *testing.T) {
 		}
 	})
 }
+
+func FuzzParseLSN(f *testing.F) {
+	for _, s := range []string{"0/16B3748", "FFFFFFFF/FFFFFFFF", "0/0", "/", "1/", "x/1", "100000000/0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		lsn, ok := parseLSN(s)
+		if !ok {
+			return
+		}
+		if back, ok := parseLSN(formatLSN(lsn)); !ok || back != lsn {
+			t.Fatalf("%q -> %d -> %q -> %d", s, lsn, formatLSN(lsn), back)
+		}
+	})
+}
