@@ -228,7 +228,7 @@ func (c *consumer) run(a *attachment) {
 				}
 			case <-c.quit:
 				c.cancelAll(a)
-				a.fwd.Wait()
+				c.awaitForwarders(a)
 				c.mu.Lock()
 				a.cancelled = true
 				idle := a.unsettled == 0
@@ -293,11 +293,34 @@ func (c *consumer) cancelAll(a *attachment) {
 	clear(a.tags)
 	c.mu.Unlock()
 	for _, tag := range tags {
+		// An error means the channel is closing: its delivery channels
+		// close with it and its deliveries are requeued. Cancel the
+		// others anyway, so none is left open.
 		if err := a.ch.Cancel(tag, false); err != nil {
-			// The channel is closing; its deliveries are requeued.
-			return
+			c.t.log.Debug("amqp: cancelling a consumer", "tag", tag, "error", err)
 		}
 	}
+}
+
+// forwardersGrace bounds how long Cancel waits for the broker to close a
+// cancelled consumer's delivery channels before closing the AMQP channel
+// itself, so that a consumer never hangs a worker's shutdown.
+const forwardersGrace = 5 * time.Second
+
+// awaitForwarders waits for a's forwarding goroutines to end after
+// cancelAll. Should the broker never confirm a cancel, the channel is
+// closed: its unsettled deliveries go back to the queue, as after a crash.
+func (c *consumer) awaitForwarders(a *attachment) {
+	done := make(chan struct{})
+	go func() { a.fwd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(forwardersGrace):
+	}
+	c.t.log.Warn("amqp: a cancelled consumer's deliveries did not stop; closing its channel", "tag", c.tag)
+	_ = a.ch.Close()
+	<-done
 }
 
 // settled notes that one delivery of a is settled (or never will be), and
