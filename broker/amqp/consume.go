@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -73,15 +74,29 @@ func (t *Transport) Consume(ctx context.Context, opts broker.ConsumeOptions) (br
 	c := &consumer{t: t, noAck: opts.NoAck, tag: tag + "." + strconv.FormatUint(tagSeq.Add(1), 10),
 		out: make(chan *broker.Delivery), quit: make(chan struct{}), stopped: make(chan struct{}),
 		queues: slices.Clone(opts.Queues), prefetch: opts.Prefetch}
-	s, err := t.session(ctx)
-	if err != nil {
-		return nil, err
-	}
 	// Attach before returning so that the consumer is subscribed when
 	// Consume returns (a fanout published next must reach it).
-	a, err := c.attach(s)
-	if err != nil {
-		return nil, err
+	var a *attachment
+	for {
+		s, err := t.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		a, err = c.attach(s)
+		if err == nil {
+			break
+		}
+		var ae *amqp.Error
+		if errors.As(err, &ae) && channelException(ae) || errors.Is(err, broker.ErrQueueNotFound) ||
+			ctx.Err() != nil || !waitLost(ctx, s) {
+			return nil, err
+		}
+		// Lost meanwhile: declare again on the next connection.
+		for _, q := range opts.Queues {
+			if err := t.Declare(ctx, q); err != nil {
+				return nil, err
+			}
+		}
 	}
 	t.mu.Lock()
 	if t.closed {
@@ -419,7 +434,7 @@ type acker struct {
 	tag uint64
 }
 
-func (k *acker) settle(f func() error) error {
+func (k *acker) settle(ctx context.Context, f func() error) error {
 	if k.c.t.isClosed() {
 		return errClosedStale
 	}
@@ -435,6 +450,18 @@ func (k *acker) settle(f func() error) error {
 		if k.a.ch.IsClosed() {
 			return broker.ErrStaleDelivery
 		}
+		// A write error: the channel is about to be declared closed.
+		timer := time.NewTimer(lostWait)
+		defer timer.Stop()
+		select {
+		case <-k.a.gone:
+			return broker.ErrStaleDelivery
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		if k.a.ch.IsClosed() {
+			return broker.ErrStaleDelivery
+		}
 		return fmt.Errorf("amqp: settle: %w", err)
 	}
 	k.c.settled(k.a)
@@ -442,11 +469,11 @@ func (k *acker) settle(f func() error) error {
 }
 
 func (k *acker) Ack(ctx context.Context) error {
-	return k.settle(func() error { return k.a.ch.Ack(k.tag, false) })
+	return k.settle(ctx, func() error { return k.a.ch.Ack(k.tag, false) })
 }
 
 func (k *acker) Reject(ctx context.Context, requeue bool) error {
-	return k.settle(func() error { return k.a.ch.Reject(k.tag, requeue) })
+	return k.settle(ctx, func() error { return k.a.ch.Reject(k.tag, requeue) })
 }
 
 // contextUntil is a context cancelled when quit closes.

@@ -11,7 +11,8 @@
 // URLs are read as kombu reads them: the vhost is the path without its
 // first slash, so "//" and an empty path both mean "/"; missing credentials
 // are guest/guest, the port 5672 (5671 for amqps). Query parameters:
-// heartbeat and connect_timeout (seconds), and for amqps kombu's
+// heartbeat and connect_timeout (seconds; heartbeat=0 takes the server's
+// interval, as amqp091-go cannot switch heartbeats off), and for amqps kombu's
 // broker_use_ssl keys ssl_ca_certs, ssl_certfile, ssl_keyfile,
 // ssl_cert_reqs (CERT_NONE disables verification) and ssl_server_hostname;
 // without them the system roots verify the server. Several URLs (Celery's
@@ -44,7 +45,10 @@
 // and received integers are int64. Python writes integers above 2^31-1
 // with the field type 'L', which amqp091-go cannot read; the connection
 // rewrites that type byte in received message headers before amqp091-go
-// parses them (longfix.go).
+// parses them (longfix.go). The other way round, amqp091-go writes 64-bit
+// integers as 'l', which py-amqp reads as unsigned: header integers below
+// -2^31 sent from Go reach Python workers wrong (Celery's own headers never
+// hold such values).
 //
 // # Consuming
 //
@@ -94,5 +98,9 @@
 // would make the message leave a level early; Celery's expires header is
 // kept. Consumers of this package strip the ladder headers and x-death on
 // arrival; Python consumers see them as extra headers, which Celery ignores.
-// The maximum delay is MaxDelay (about 8.5 years).
+// The maximum delay is MaxDelay (about 8.5 years). PublishAt refuses a
+// target queue or exchange that does not exist (broker.ErrUnroutable), since
+// the message would otherwise vanish when due. Moves between levels are
+// RabbitMQ's dead-lettering, which is not publisher-confirmed: a message
+// could be lost if a node fails at the instant it moves.
 package amqp

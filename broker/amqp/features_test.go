@@ -15,6 +15,7 @@ import (
 	"github.com/celeriac/celeriac/broker"
 	bamqp "github.com/celeriac/celeriac/broker/amqp"
 	"github.com/celeriac/celeriac/internal/testenv"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 func TestUnroutableAndNack(t *testing.T) {
@@ -110,9 +111,9 @@ func TestQuorumQueue(t *testing.T) {
 	}
 }
 
-// TestReconnect cuts the consumer's connection mid-stream: consumption
-// resumes on a new connection, deliveries from the lost one settle with
-// ErrStaleDelivery, and every message is processed.
+// TestReconnect cuts the consumer's connection three times mid-stream:
+// consumption resumes on a new connection each time, deliveries from a lost
+// one settle with ErrStaleDelivery, and every message is processed.
 func TestReconnect(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t)
@@ -124,19 +125,17 @@ func TestReconnect(t *testing.T) {
 	}
 	px := newProxy(t, host)
 	u.Host = px.addr()
-	var reconnects, disconnects sync.WaitGroup
-	reconnects.Add(1)
-	disconnects.Add(1)
-	var once1, once2 sync.Once
+	reconnected := make(chan string, 10)
+	disconnected := make(chan error, 10)
 	b := openWith(t, pub.rec, []string{u.String()}, broker.Options{MinBackoff: 20 * time.Millisecond, Hooks: broker.Hooks{
-		OnReconnect:  func(string) { once1.Do(reconnects.Done) },
-		OnDisconnect: func(error) { once2.Do(disconnects.Done) },
+		OnReconnect:  func(url string) { reconnected <- url },
+		OnDisconnect: func(err error) { disconnected <- err },
 	}})
 	q := broker.TaskQueue(testenv.Prefix(t))
 	if err := pub.Declare(ctx, q); err != nil {
 		t.Fatal(err)
 	}
-	const n = 200
+	const n = 300
 	c, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -150,17 +149,20 @@ func TestReconnect(t *testing.T) {
 			}
 		}
 	}()
+	cuts := map[int]bool{n / 4: true, n / 2: true, 3 * n / 4: true}
 	seen := map[string]bool{}
-	var held *broker.Delivery
+	var held []*broker.Delivery
 	for len(seen) < n {
 		d := recv(t, c)
-		if len(seen) == n/2 && held == nil {
+		if cuts[len(seen)] {
 			// Keep this one unacked and cut the connection under it.
-			held = d
+			delete(cuts, len(seen))
+			held = append(held, d)
 			if px.sever() == 0 {
 				t.Fatal("no proxied connection to sever")
 			}
-			disconnects.Wait()
+			<-disconnected
+			<-reconnected
 			continue
 		}
 		if err := d.Ack(ctx); err != nil {
@@ -171,12 +173,16 @@ func TestReconnect(t *testing.T) {
 		}
 		seen[string(d.Message.Body)] = true
 	}
-	reconnects.Wait()
-	if err := held.Ack(ctx); !errors.Is(err, broker.ErrStaleDelivery) {
-		t.Fatalf("ack from the lost connection: %v, want ErrStaleDelivery", err)
+	if len(held) != 3 {
+		t.Fatalf("%d cuts made, want 3", len(held))
 	}
-	if !seen[string(held.Message.Body)] {
-		t.Fatalf("message %s held during the cut was never redelivered", held.Message.Body)
+	for _, h := range held {
+		if err := h.Ack(ctx); !errors.Is(err, broker.ErrStaleDelivery) {
+			t.Fatalf("ack from a lost connection: %v, want ErrStaleDelivery", err)
+		}
+		if !seen[string(h.Message.Body)] {
+			t.Fatalf("message %s held during a cut was never redelivered", h.Message.Body)
+		}
 	}
 	// Publishing over the repaired connection works too.
 	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("after")}); err != nil {
@@ -361,5 +367,231 @@ func TestSettleAfterClose(t *testing.T) {
 	}
 	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("y")}); !errors.Is(err, broker.ErrClosed) {
 		t.Fatalf("publish after Close: %v", err)
+	}
+}
+
+// TestPublishAcrossReconnect: publishes in flight when the connection is
+// cut are sent again on the next one; every Publish that returned nil is
+// in the queue.
+func TestPublishAcrossReconnect(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	direct, rawURL := open(t, broker.Options{})
+	u, _ := url.Parse(rawURL)
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5672")
+	}
+	px := newProxy(t, host)
+	u.Host = px.addr()
+	b := openWith(t, direct.rec, []string{u.String()}, broker.Options{MinBackoff: 20 * time.Millisecond})
+	q := broker.TaskQueue(testenv.Prefix(t))
+	if err := direct.Declare(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sent := 0
+	cut := make(chan struct{})
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg(fmt.Sprintf("%d-%d", w, i))}); err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+				mu.Lock()
+				sent++
+				if sent == writers*each/3 {
+					close(cut)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	<-cut
+	px.sever()
+	wg.Wait()
+	c, err := direct.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(ctx)
+	seen := map[string]bool{}
+	for len(seen) < writers*each {
+		d := recv(t, c)
+		seen[string(d.Message.Body)] = true
+		_ = d.Ack(ctx)
+	}
+}
+
+// TestQueueDeletedUnderConsumer: RabbitMQ cancels a consumer whose queue
+// is deleted; the consumer declares it again and carries on.
+func TestQueueDeletedUnderConsumer(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	b, rawURL := open(t, broker.Options{MinBackoff: 20 * time.Millisecond})
+	q := broker.TaskQueue(testenv.Prefix(t))
+	c, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(ctx)
+	conn, err := amqp.Dial(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDelete(q.Name, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		info, err := b.Inspect(ctx, q.Name)
+		if err == nil && info.Consumers == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not consumed again after deletion: %+v %v", info, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling to a deadline
+	}
+	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("again")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := recv(t, c); string(d.Message.Body) != "again" {
+		t.Fatalf("got %q", d.Message.Body)
+	} else {
+		_ = d.Ack(ctx)
+	}
+}
+
+// TestDeclareMatchesKombu: queues kombu declares (as Celery's task_queues
+// and event receivers do) are redeclared from Go without
+// PRECONDITION_FAILED, and a real difference is still reported.
+func TestDeclareMatchesKombu(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	b, rawURL := open(t, broker.Options{})
+	py := testenv.Python(t, "kombu")
+	name := testenv.Prefix(t)
+	script := `
+import sys
+from kombu import Connection, Exchange, Queue
+url, name = sys.argv[1], sys.argv[2]
+with Connection(url) as conn:
+    ch = conn.channel()
+    Queue(name + ".prio", Exchange(name + ".prio", "direct"), routing_key=name + ".prio",
+          queue_arguments={"x-max-priority": 10})(ch).declare()
+    Queue(name + ".quorum", Exchange(name + ".quorum", "direct"), routing_key=name + ".quorum",
+          queue_arguments={"x-queue-type": "quorum"})(ch).declare()
+    Queue(name + ".ev", Exchange(name + ".celeryev", "topic"), routing_key="#", durable=False, auto_delete=True,
+          message_ttl=5.0, expires=60.0)(ch).declare()
+`
+	if out, err := exec.CommandContext(ctx, py, "-c", script, rawURL, name).CombinedOutput(); err != nil {
+		t.Fatalf("kombu declare: %v\n%s", err, out)
+	}
+	queues := []broker.Queue{
+		broker.TaskQueue(name + ".prio").WithArgs(map[string]any{"x-max-priority": 10}),
+		broker.TaskQueue(name + ".quorum").WithArgs(map[string]any{"x-queue-type": "quorum"}),
+		{Name: name + ".ev", Exchange: broker.Exchange{Name: name + ".celeryev", Kind: "topic", Durable: true},
+			RoutingKey: "#", AutoDelete: true, Args: map[string]any{"x-message-ttl": 5000, "x-expires": 60000}},
+	}
+	for _, q := range queues {
+		if err := b.Declare(ctx, q); err != nil {
+			t.Errorf("redeclare %s as kombu did: %v", q.Name, err)
+		}
+	}
+	var mm *broker.DeclareMismatchError
+	if err := b.Declare(ctx, queues[0].WithArgs(map[string]any{"x-max-priority": 5})); !errors.As(err, &mm) {
+		t.Errorf("different x-max-priority: %v, want DeclareMismatchError", err)
+	}
+}
+
+func TestHeartbeatAndConnectionName(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	raw := testenv.AMQPURL(t)
+	sep := "?"
+	if strings.Contains(raw, "?") {
+		sep = "&"
+	}
+	name := "celeriac-test-" + testenv.Prefix(t)
+	b, err := broker.Open(ctx, raw+sep+"heartbeat=17", broker.Options{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.(broker.Pinger).Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The broker's own view: our connection_name and heartbeat (timeout).
+	ctl := testenv.Program(t, "rabbitmqctl")
+	out, err := exec.CommandContext(ctx, ctl, "-q", "list_connections", "timeout", "client_properties").CombinedOutput()
+	if err != nil {
+		testenv.Unavailable(t, "rabbitmqctl list_connections: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, `{"connection_name","`+name+`"}`) {
+			if !strings.HasPrefix(line, "17\t") {
+				t.Fatalf("heartbeat is not the URL's 17 s: %s", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("connection %q not listed:\n%s", name, out)
+}
+
+// TestBrokerClosesConnection: an operator's `rabbitmqctl close_connection`
+// (CONNECTION_FORCED from the server, not a network cut) is repaired too.
+func TestBrokerClosesConnection(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	name := "celeriac-test-" + testenv.Prefix(t)
+	reconnected := make(chan string, 4)
+	b, _ := open(t, broker.Options{Name: name, MinBackoff: 20 * time.Millisecond,
+		Hooks: broker.Hooks{OnReconnect: func(u string) { reconnected <- u }}})
+	q := broker.TaskQueue(testenv.Prefix(t))
+	c, err := b.Consume(ctx, broker.ConsumeOptions{Queues: []broker.Queue{q}, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cancel(ctx)
+	ctl := testenv.Program(t, "rabbitmqctl")
+	out, err := exec.CommandContext(ctx, ctl, "-q", "list_connections", "pid", "client_properties").CombinedOutput()
+	if err != nil {
+		testenv.Unavailable(t, "rabbitmqctl list_connections: %v: %s", err, out)
+	}
+	var pid string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, `{"connection_name","`+name+`"}`) {
+			pid, _, _ = strings.Cut(line, "\t")
+		}
+	}
+	if pid == "" {
+		t.Fatalf("connection %q not listed:\n%s", name, out)
+	}
+	if out, err := exec.CommandContext(ctx, ctl, "close_connection", pid, "test: operator closes it").CombinedOutput(); err != nil {
+		t.Fatalf("close_connection: %v: %s", err, out)
+	}
+	select {
+	case <-reconnected:
+	case <-ctx.Done():
+		t.Fatal("no reconnect after close_connection")
+	}
+	if err := b.Publish(ctx, broker.Publishing{RoutingKey: q.Name, Message: msg("after")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := recv(t, c); string(d.Message.Body) != "after" {
+		t.Fatalf("got %q", d.Message.Body)
+	} else {
+		_ = d.Ack(ctx)
 	}
 }

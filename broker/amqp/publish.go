@@ -110,7 +110,11 @@ func (pc *pubChan) claimReturn(ex, rk string, pub *amqp.Publishing) bool {
 	defer pc.rmu.Unlock()
 	for drained := false; !drained; {
 		select {
-		case r := <-pc.returns:
+		case r, ok := <-pc.returns:
+			if !ok { // the channel is closed: nothing more will come
+				drained = true
+				break
+			}
 			pc.pending = append(pc.pending, r)
 		default:
 			drained = true
@@ -158,7 +162,14 @@ func (t *Transport) publish(ctx context.Context, ex, rk string, mandatory bool, 
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if s.isLost() || s.conn.IsClosed() {
+		if errors.Is(err, broker.ErrUnroutable) || errors.Is(err, broker.ErrNotConfirmed) {
+			return err
+		}
+		var reason *amqp.Error
+		if pc != nil {
+			reason = pc.closeReason()
+		}
+		if !channelException(reason) && waitLost(ctx, s) {
 			continue // the next connection takes it
 		}
 		if errors.Is(err, errChannelGone) || errors.Is(err, amqp.ErrClosed) {
@@ -168,22 +179,39 @@ func (t *Transport) publish(ctx context.Context, ex, rk string, mandatory bool, 
 			if attempt < 3 {
 				continue
 			}
-			if ae := pc.closeReason(); ae != nil {
-				return fmt.Errorf("amqp: publish to exchange %q: %w", ex, ae)
+			if reason != nil {
+				return fmt.Errorf("amqp: publish to exchange %q: %w", ex, reason)
 			}
 		}
 		return fmt.Errorf("amqp: publish to exchange %q: %w", ex, err)
 	}
 }
 
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	timer := time.NewTimer(d)
+// channelException reports whether the broker closed a channel over
+// something done on it (404 NOT_FOUND, 406 PRECONDITION_FAILED…), as
+// opposed to the connection going away.
+func channelException(e *amqp.Error) bool {
+	return e != nil && e.Server && e.Recover
+}
+
+// lostWait bounds how long an I/O error waits for amqp091-go to declare
+// its connection closed (it does so asynchronously after a failed write).
+const lostWait = 2 * time.Second
+
+// waitLost reports whether s is lost, giving a failing connection lostWait
+// to be noticed.
+func waitLost(ctx context.Context, s *session) bool {
+	if s.isLost() {
+		return true
+	}
+	timer := time.NewTimer(lostWait)
 	defer timer.Stop()
 	select {
+	case <-s.lost:
+		return true
 	case <-timer.C:
-		return nil
+		return s.conn.IsClosed()
 	case <-ctx.Done():
-		return ctx.Err()
+		return false
 	}
 }

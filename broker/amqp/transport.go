@@ -41,7 +41,6 @@ type Transport struct {
 	sess      *session
 	ready     chan struct{} // closed once sess is set; replaced when it is lost
 	next      int           // failover position: the target to try next
-	gen       uint64
 	closed    bool
 	consumers map[*consumer]struct{}
 
@@ -51,7 +50,6 @@ type Transport struct {
 
 // session is one live connection.
 type session struct {
-	gen    uint64
 	conn   *amqp.Connection
 	url    string // redacted
 	lost   chan struct{}
@@ -164,18 +162,21 @@ func (t *Transport) dial(ctx context.Context, tg target) (*session, error) {
 		},
 	}
 	// The address in this URL is ignored (Dial above decides); DialConfig
-	// only needs a well-formed one.
-	conn, err := amqp.DialConfig("amqp://localhost/", cfg)
+	// only needs a well-formed one. heartbeat=0 in the broker URL asks for
+	// no preference: amqp091-go then takes the server's interval (it cannot
+	// turn heartbeats off as py-amqp can), and that must be said in the URL
+	// since a zero cfg.Heartbeat means amqp091-go's own default.
+	dialURL := "amqp://localhost/"
+	if heartbeat == 0 {
+		dialURL += "?heartbeat=0"
+	}
+	conn, err := amqp.DialConfig(dialURL, cfg)
 	if err != nil {
 		return nil, err
 	}
 	// From here on heartbeats manage the read deadline.
 	_ = raw.SetDeadline(time.Time{})
-	t.mu.Lock()
-	t.gen++
-	gen := t.gen
-	t.mu.Unlock()
-	return &session{gen: gen, conn: conn, url: tg.redacted, lost: make(chan struct{})}, nil
+	return &session{conn: conn, url: tg.redacted, lost: make(chan struct{})}, nil
 }
 
 func (t *Transport) install(s *session) {
@@ -191,21 +192,36 @@ func (t *Transport) supervise(s *session) {
 	defer t.wg.Done()
 	for {
 		closed := s.conn.NotifyClose(make(chan *amqp.Error, 1))
-		select {
-		case e := <-closed:
-			if e != nil {
-				s.err = e
-			} else {
-				s.err = errLost
-			}
-			if t.isClosed() {
+		blocked := s.conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	watch:
+		for {
+			select {
+			case b, ok := <-blocked:
+				// A resource alarm (memory, disk) holds every publish until
+				// it clears; say so, or a stalled producer is a mystery.
+				if !ok {
+					blocked = nil
+				} else if b.Active {
+					t.log.Warn("amqp: broker blocks publishing", "url", s.url, "reason", b.Reason)
+				} else {
+					t.log.Info("amqp: broker unblocked publishing", "url", s.url)
+				}
+			case e := <-closed:
+				if e != nil {
+					s.err = e
+				} else {
+					s.err = errLost
+				}
+				if t.isClosed() {
+					close(s.lost)
+					return
+				}
+				break watch
+			case <-t.done:
+				s.err = broker.ErrClosed
 				close(s.lost)
 				return
 			}
-		case <-t.done:
-			s.err = broker.ErrClosed
-			close(s.lost)
-			return
 		}
 		t.mu.Lock()
 		t.sess = nil
@@ -303,10 +319,21 @@ func (t *Transport) withChannel(ctx context.Context, f func(*amqp.Channel) error
 			err = f(ch)
 			_ = ch.Close()
 		}
-		if err != nil && s.isLost() || errors.Is(err, amqp.ErrClosed) && s.conn.IsClosed() {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		var ae *amqp.Error
+		if errors.As(err, &ae) && channelException(ae) {
+			return err // the broker's answer (404, 406…), not a lost connection
+		}
+		if errors.Is(err, broker.ErrQueueNotFound) {
+			return err
+		}
+		var mm *broker.DeclareMismatchError
+		if errors.As(err, &mm) {
+			return err
+		}
+		if waitLost(ctx, s) {
 			continue
 		}
 		return err

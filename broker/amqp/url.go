@@ -109,7 +109,7 @@ func parseURL(raw string) (target, error) {
 		}
 		t.heartbeat = time.Duration(f * float64(time.Second))
 		if t.heartbeat == 0 {
-			t.heartbeat = -1 // explicitly disabled
+			t.heartbeat = -1 // given as 0: the server's interval
 		}
 	}
 	if v := q.Get("connect_timeout"); v != "" {
