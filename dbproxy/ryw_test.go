@@ -1,0 +1,76 @@
+package dbproxy
+
+import (
+	"context"
+	"testing"
+
+	"github.com/celeriac/celeriac/internal/testenv"
+)
+
+// TestReadYourWrites pauses replay on a replica of its own: a client's read
+// after its own write must not see the stale replica, while a client that
+// wrote nothing still reads there.
+func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
+	cl := testCluster(t)
+	rep, err := cl.addReplica(testenv.Prefix(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rep.stop)
+	p := startProxy(t, Config{
+		Primary:  cl.primary.url("postgres", "", "postgres"),
+		Replicas: []string{rep.url("postgres", "", "postgres")},
+		AuthType: AuthTrust,
+	})
+	ctx := context.Background()
+	tbl := testenv.Prefix(t)
+	writer := connect(t, proxyURL(p, "postgres", "", "postgres"))
+	reader := connect(t, proxyURL(p, "postgres", "", "postgres"))
+	direct := connect(t, rep.url("postgres", "", "postgres"))
+	if _, err := writer.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	count := "SELECT pg_is_in_recovery(), count(*) FROM " + tbl
+	eventually(t, "table replicated and read there", func() bool {
+		var rec bool
+		var n int
+		return reader.QueryRow(ctx, count).Scan(&rec, &n) == nil && rec
+	})
+	if _, err := direct.Exec(ctx, "SELECT pg_wal_replay_pause()"); err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Exec(ctx, "SELECT pg_wal_replay_resume()")
+	eventually(t, "replay paused", func() bool {
+		var s string
+		return direct.QueryRow(ctx, "SELECT pg_get_wal_replay_pause_state()").Scan(&s) == nil && s == "paused"
+	})
+
+	if _, err := writer.Exec(ctx, "INSERT INTO "+tbl+" VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var rec bool
+	var n int
+	if err := writer.QueryRow(ctx, count).Scan(&rec, &n); err != nil {
+		t.Fatal(err)
+	}
+	if rec || n != 1 {
+		t.Fatalf("writer's read: standby=%v rows=%d, want the primary and its row", rec, n)
+	}
+	if err := reader.QueryRow(ctx, count).Scan(&rec, &n); err != nil {
+		t.Fatal(err)
+	}
+	if !rec || n != 0 {
+		t.Fatalf("other client's read: standby=%v rows=%d, want the paused standby without the row", rec, n)
+	}
+
+	if _, err := direct.Exec(ctx, "SELECT pg_wal_replay_resume()"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "writer reads on the replica after replay", func() bool {
+		return writer.QueryRow(ctx, count).Scan(&rec, &n) == nil && rec
+	})
+	if n != 1 {
+		t.Fatalf("replica read after catching up: %d rows, want 1", n)
+	}
+}
