@@ -26,11 +26,6 @@ import (
 	"github.com/celeriac/celeriac/broker"
 	"github.com/celeriac/celeriac/lock"
 	"github.com/celeriac/celeriac/worker"
-
-	// Transports and result backends, chosen by URL scheme.
-	_ "github.com/celeriac/celeriac/backend/memory"
-	_ "github.com/celeriac/celeriac/backend/redis"
-	_ "github.com/celeriac/celeriac/broker/memory"
 )
 
 func main() {
@@ -59,6 +54,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	brokerURL := fs.String("broker", envOr("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"), "broker URL (env CELERY_BROKER_URL)")
 	backendURL := fs.String("result-backend", envOr("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/0"), "result backend URL (env CELERY_RESULT_BACKEND)")
 	queues := fs.String("Q", "celery", "comma-separated queues to consume")
+	defaultQueue := fs.String("default-queue", "celery", "queue of the tasks the worker sends itself (chain links, callbacks): the Celery side's task_default_queue")
 	concurrency := fs.Int("c", 4, "tasks run at once")
 	hostname := fs.String("n", "example@%h", "node name")
 	ledgerPrefix := fs.String("ledger-prefix", "example:ledger:", "Redis key prefix of tasks.credit's balances")
@@ -83,7 +79,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer rb.Close()
 
-	cfg := worker.Config{Broker: b, Backend: rb, Concurrency: *concurrency, Hostname: host, Logger: log}
+	cfg := worker.Config{Broker: b, Backend: rb, Concurrency: *concurrency, Hostname: host,
+		DefaultQueue: *defaultQueue, Logger: log}
 	for _, q := range strings.Split(*queues, ",") {
 		if q = strings.TrimSpace(q); q != "" {
 			cfg.Queues = append(cfg.Queues, broker.TaskQueue(q))

@@ -1,0 +1,403 @@
+// Package django_test runs the celeriac tour end to end: the Django project
+// in this directory, its tasks on the Go worker (examples/worker), its
+// sessions checked by `celeriac sessions` for a Go service behind nginx's
+// auth_request, its collected static files served by `celeriac static`,
+// its database behind `celeriac dbproxy` and a periodic task from
+// `celeriac beat` — all started on loopback ports, driven as a user would
+// with headless Chromium and an HTTP client, and torn down.
+package django_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/celeriac/celeriac/internal/testenv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	username = "alice"
+	password = "correct horse battery staple"
+)
+
+// tour is the running arrangement.
+type tour struct {
+	base   string // nginx, the only address a user sees
+	worker *proc
+	ledger string // tasks.credit's key prefix
+}
+
+func TestTour(t *testing.T) {
+	testenv.Short(t)
+	py := testenv.Python(t, "django", "celery", "django_redis", "redis", "psycopg2", "gunicorn")
+	nginx := testenv.Program(t, "nginx")
+	chromium := testenv.Program(t, "chromium")
+	amqpURL := testenv.AMQPURL(t)
+	redisURL := testenv.RedisURL(t)
+	pgURL := testenv.PostgresURL(t)
+
+	tr := startTour(t, py, nginx, amqpURL, redisURL, pgURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	t.Run("http", func(t *testing.T) { tr.httpClientVisit(t, ctx) })
+	t.Run("chromium", func(t *testing.T) { tr.browserVisit(t, ctx, chromium) })
+}
+
+// startTour creates a throwaway database, prepares the Django project
+// (migrate, a user, collectstatic) and starts every server.
+func startTour(t *testing.T, py, nginx, amqpURL, redisURL, pgURL string) *tour {
+	t.Helper()
+	prefix := testenv.Prefix(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bin := t.TempDir()
+	buildPrograms(t, bin)
+	dbURL := createDatabase(t, ctx, pgURL, prefix)
+	db, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := randomHex(t, 32)
+	staticRoot := t.TempDir()
+	cacheURL := redisDB(t, redisURL, 1)
+	here, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	djangoEnv := []string{
+		"DJANGO_SECRET_KEY=" + secret,
+		"DJANGO_DB_HOST=" + db.Hostname(), "DJANGO_DB_PORT=" + db.Port(),
+		"DJANGO_DB_NAME=" + strings.TrimPrefix(db.Path, "/"), "DJANGO_DB_USER=" + db.User.Username(),
+		"DJANGO_CACHE_URL=" + cacheURL, "DJANGO_CACHE_PREFIX=" + prefix,
+		"DJANGO_STATIC_ROOT=" + staticRoot,
+		"CELERY_BROKER_URL=" + amqpURL, "CELERY_RESULT_BACKEND=" + redisURL,
+		"CELERY_TASK_DEFAULT_QUEUE=" + prefix,
+		"TOUR_LEDGER_PREFIX=" + prefix + ":ledger:",
+		"PYTHONDONTWRITEBYTECODE=1",
+	}
+	manage := func(args ...string) string {
+		return run(t, ctx, here, djangoEnv, py, append([]string{"manage.py"}, args...)...)
+	}
+	manage("migrate", "--noinput")
+	manage("shell", "-c", fmt.Sprintf("from django.contrib.auth.models import User; User.objects.create_user(%q, password=%q)", username, password))
+	manage("collectstatic", "--noinput")
+
+	tr := &tour{ledger: prefix + ":ledger:"}
+	tr.worker = startProc(t, "worker", here, nil, filepath.Join(bin, "worker"),
+		"-broker", amqpURL, "-result-backend", redisURL, "-Q", prefix, "-default-queue", prefix, "-c", "2",
+		"-n", "tour@%h", "-ledger-prefix", tr.ledger)
+
+	sessionsAddr, staticAddr, greeterAddr, djangoAddr := freePort(t), freePort(t), freePort(t), freePort(t)
+	sessions := startProc(t, "sessions", here, []string{"DJANGO_SECRET_KEY=" + secret, "DATABASE_URL=" + dbURL},
+		filepath.Join(bin, "celeriac"), "sessions", "--listen", sessionsAddr,
+		"--engine", "cache", "--redis", cacheURL, "--cache-key-prefix", prefix)
+	static := startProc(t, "static", here, nil, filepath.Join(bin, "celeriac"), "static",
+		"--root", staticRoot, "--listen", staticAddr, "--prefix", "/static/", "--store", t.TempDir())
+	greeter := startProc(t, "greeter", here, []string{"DATABASE_URL=" + dbURL}, filepath.Join(bin, "greeter"), "--listen", greeterAddr)
+	django := startProc(t, "gunicorn", here, djangoEnv, py, "-m", "gunicorn", "--bind", djangoAddr,
+		"--workers", "2", "--timeout", "30", "tour.wsgi:application")
+	ngx := startNginx(t, nginx, map[string]string{
+		"server 127.0.0.1:8081;": "server " + sessionsAddr + ";",
+		"server 127.0.0.1:8000;": "server " + djangoAddr + ";",
+		"server 127.0.0.1:8001;": "server " + greeterAddr + ";",
+		"server 127.0.0.1:8002;": "server " + staticAddr + ";",
+	})
+	tr.base = "http://" + ngx.addr
+
+	sessions.waitReady(t, 20*time.Second, httpOK("http://"+sessionsAddr+"/healthz", 200))
+	static.waitReady(t, 20*time.Second, tcpOK(staticAddr))
+	greeter.waitReady(t, 20*time.Second, httpOK("http://"+greeterAddr+"/healthz", 200))
+	django.waitReady(t, 30*time.Second, httpOK("http://"+djangoAddr+"/accounts/login/", 200))
+	tr.worker.waitReady(t, 20*time.Second, tr.worker.logContains("ready"))
+	ngx.waitReady(t, 10*time.Second, httpOK(tr.base+"/accounts/login/", 200))
+	return tr
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// redisDB is redisURL with its database number replaced.
+func redisDB(t *testing.T, redisURL string, n int) string {
+	t.Helper()
+	u, err := url.Parse(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + strconv.Itoa(n)
+	return u.String()
+}
+
+// createDatabase creates an empty database named name, dropped at cleanup,
+// and returns its URL.
+func createDatabase(t *testing.T, ctx context.Context, pgURL, name string) string {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		testenv.Unavailable(t, "postgres %s: %v", pgURL, err)
+	}
+	defer conn.Close(ctx)
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, pgURL)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+			t.Error(err)
+		}
+	})
+	u, err := url.Parse(pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+type nginxProc struct {
+	*proc
+	addr string
+}
+
+// startNginx runs examples/nginx/nginx.conf, the file users copy, with its
+// upstream addresses replaced by this test's.
+func startNginx(t *testing.T, nginx string, upstreams map[string]string) *nginxProc {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "nginx", "nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := freePort(t)
+	conf := string(src)
+	repl := map[string]string{
+		"listen 8080;":           "listen " + addr + ";",
+		"worker_processes auto;": fmt.Sprintf("worker_processes 1;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log;", dir, dir),
+		"http {": fmt.Sprintf("http {\n    access_log %[1]s/access.log;\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n"+
+			"    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;", dir),
+	}
+	for k, v := range upstreams {
+		repl[k] = v
+	}
+	for old, new := range repl {
+		if !strings.Contains(conf, old) {
+			t.Fatalf("examples/nginx/nginx.conf no longer contains %q", old)
+		}
+		conf = strings.Replace(conf, old, new, 1)
+	}
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "nginx", dir, nil, nginx, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("--- nginx error.log:\n%s", tail(string(out), 3000))
+		}
+	})
+	return &nginxProc{proc: p, addr: addr}
+}
+
+var (
+	csrfRE   = regexp.MustCompile(`name="csrfmiddlewaretoken" value="([^"]+)"`)
+	cssRE    = regexp.MustCompile(`/static/shop/style\.[0-9a-f]{12}\.css`)
+	logoRE   = regexp.MustCompile(`url\("logo\.[0-9a-f]{12}\.svg"\)`)
+	taskIDRE = regexp.MustCompile(`data-task-id="([0-9a-f-]{36})"`)
+)
+
+// get fetches url and returns the response with its body read.
+func get(t *testing.T, ctx context.Context, c *http.Client, method, u string, form url.Values, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// location is a redirect's target as path?query: nginx writes absolute
+// URLs, Django relative ones.
+func location(resp *http.Response) string {
+	u, err := resp.Location()
+	if err != nil {
+		return ""
+	}
+	if u.RawQuery != "" {
+		return u.Path + "?" + u.RawQuery
+	}
+	return u.Path
+}
+
+func csrf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token in page:\n%s", tail(page, 2000))
+	}
+	return m[1]
+}
+
+// httpClientVisit is the visit with a plain HTTP client: the details a
+// browser hides (status codes, redirects, caching headers).
+func (tr *tour) httpClientVisit(t *testing.T, ctx context.Context) {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	// Not logged in: nginx's auth_request gets 401 from celeriac sessions
+	// and sends the visitor to Django's login page.
+	resp, _ := get(t, ctx, c, "GET", tr.base+"/app/hello", nil)
+	if resp.StatusCode != http.StatusFound || location(resp) != "/accounts/login/?next=/app/hello" {
+		t.Fatalf("anonymous /app/hello: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+
+	// Log in with Django's own form.
+	_, page := get(t, ctx, c, "GET", tr.base+"/accounts/login/", nil)
+	resp, _ = get(t, ctx, c, "POST", tr.base+"/accounts/login/", url.Values{
+		"csrfmiddlewaretoken": {csrf(t, page)}, "username": {username}, "password": {password}, "next": {"/"},
+	}, "Referer", tr.base+"/accounts/login/")
+	if resp.StatusCode != http.StatusFound || location(resp) != "/" {
+		t.Fatalf("login: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+	resp, home := get(t, ctx, c, "GET", tr.base+"/", nil)
+	if resp.StatusCode != 200 || !strings.Contains(home, "signed in as "+username) {
+		t.Fatalf("home after login: %s\n%s", resp.Status, tail(home, 2000))
+	}
+
+	// The Go service behind forward auth knows who this is.
+	resp, hello := get(t, ctx, c, "GET", tr.base+"/app/hello", nil)
+	if resp.StatusCode != 200 || !strings.Contains(hello, "Hello, "+username+"!") {
+		t.Fatalf("/app/hello: %s\n%s", resp.Status, hello)
+	}
+
+	// The page links the stylesheet by its hashed name; celeriac static
+	// serves it compressed and cacheable for a year.
+	css := cssRE.FindString(home)
+	if css == "" {
+		t.Fatalf("no hashed stylesheet in the page:\n%s", tail(home, 2000))
+	}
+	resp, _ = get(t, ctx, c, "GET", tr.base+css, nil, "Accept-Encoding", "br, gzip")
+	cc := resp.Header.Get("Cache-Control")
+	if resp.StatusCode != 200 || !strings.Contains(cc, "max-age=31536000") || !strings.Contains(cc, "immutable") {
+		t.Fatalf("GET %s: %s, Cache-Control %q", css, resp.Status, cc)
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "br" {
+		t.Errorf("GET %s with Accept-Encoding br: Content-Encoding %q", css, enc)
+	}
+	resp, body := get(t, ctx, c, "GET", tr.base+css, nil, "Accept-Encoding", "identity")
+	if resp.StatusCode != 200 || !logoRE.MatchString(body) {
+		t.Fatalf("GET %s: %s; want the logo's hashed url() in:\n%s", css, resp.Status, body)
+	}
+	t.Logf("static: %s Cache-Control %q", css, cc)
+
+	// Enqueue: Django sends tasks.add and a chain; the Go worker runs them
+	// and the result page reads the results from Redis.
+	resp, _ = get(t, ctx, c, "POST", tr.base+"/enqueue/", url.Values{
+		"csrfmiddlewaretoken": {csrf(t, home)}, "x": {"40"}, "y": {"2"},
+	}, "Referer", tr.base+"/")
+	loc := location(resp)
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, "/calc/") {
+		t.Fatalf("enqueue: %s, Location %q", resp.Status, loc)
+	}
+	resp, calc := get(t, ctx, c, "GET", tr.base+loc, nil)
+	for _, want := range []string{`<output id="add-value">42</output>`, `<output id="chain-value">420</output>`} {
+		if resp.StatusCode != 200 || !strings.Contains(calc, want) {
+			t.Fatalf("%s: %s; want %s in:\n%s", loc, resp.Status, want, tail(calc, 2000))
+		}
+	}
+	// No Python worker runs: the Go worker's log names the task.
+	ids := taskIDRE.FindAllStringSubmatch(calc, -1)
+	if len(ids) != 2 {
+		t.Fatalf("want 2 task ids in the page:\n%s", calc)
+	}
+	tr.worker.waitReady(t, 5*time.Second, tr.worker.logContains(ids[0][1]))
+}
+
+// browserVisit is the same visit in headless Chromium: the login form
+// filled in and submitted, the result page read from the DOM, the hashed
+// script seen running, a screenshot kept.
+func (tr *tour) browserVisit(t *testing.T, ctx context.Context, chromium string) {
+	b := startBrowser(t, chromium)
+	b.navigate(ctx, tr.base+"/app/hello") // bounced to the login page
+	if got := b.eval(ctx, "location.pathname + location.search"); got != "/accounts/login/?next=/app/hello" {
+		t.Fatalf("anonymous /app/hello ended on %s", got)
+	}
+	b.submit(ctx, fmt.Sprintf(`(() => { const f = document.getElementById("login");
+		f.username.value = %q; f.password.value = %q; f.submit(); })()`, username, password))
+	// Back on /app/hello, now greeted by the Go service.
+	if got := b.eval(ctx, `document.getElementById("greeting") ? document.getElementById("greeting").textContent : document.body.innerText`); got != "Hello, "+username+"!" {
+		t.Fatalf("after login, /app/hello shows %q", got)
+	}
+
+	b.navigate(ctx, tr.base+"/")
+	if got := b.eval(ctx, `document.body.dataset.staticJs || "missing"`); got != "loaded" {
+		t.Fatalf("the hashed app.js did not run: %s", got)
+	}
+	if got := b.eval(ctx, `getComputedStyle(document.body).fontFamily`); !strings.Contains(got, "system-ui") {
+		t.Fatalf("the hashed stylesheet is not applied: font-family %q", got)
+	}
+	b.submit(ctx, `(() => { const f = document.getElementById("enqueue");
+		f.x.value = "19"; f.y.value = "23"; f.submit(); })()`)
+	add := b.eval(ctx, `document.getElementById("add-value").textContent`)
+	chain := b.eval(ctx, `document.getElementById("chain-value").textContent`)
+	if add != "42" || chain != "420" {
+		t.Fatalf("result page shows add=%q chain=%q, want 42 and 420:\n%s", add, chain, b.eval(ctx, "document.body.innerText"))
+	}
+	shot := filepath.Join(t.ArtifactDir(), "tour-result.png")
+	b.screenshot(ctx, shot)
+	t.Logf("screenshot of the result page: %s", shot)
+}
