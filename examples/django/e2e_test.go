@@ -51,9 +51,8 @@ func TestTour(t *testing.T) {
 	chromium := testenv.Program(t, "chromium")
 	amqpURL := testenv.AMQPURL(t)
 	redisURL := testenv.RedisURL(t)
-	pgURL := testenv.PostgresURL(t)
 
-	tr := startTour(t, py, nginx, amqpURL, redisURL, pgURL)
+	tr := startTour(t, py, nginx, amqpURL, redisURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -63,14 +62,15 @@ func TestTour(t *testing.T) {
 
 // startTour creates a throwaway database, prepares the Django project
 // (migrate, a user, collectstatic) and starts every server.
-func startTour(t *testing.T, py, nginx, amqpURL, redisURL, pgURL string) *tour {
+func startTour(t *testing.T, py, nginx, amqpURL, redisURL string) *tour {
 	t.Helper()
 	prefix := testenv.Prefix(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	bin := t.TempDir()
 	buildPrograms(t, bin)
-	dbURL := createDatabase(t, ctx, pgURL, prefix)
+	pair := startPGPair(t, ctx)
+	dbURL := createDatabase(t, ctx, pair.Primary, "tour")
 	db, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -151,8 +151,7 @@ func redisDB(t *testing.T, redisURL string, n int) string {
 	return u.String()
 }
 
-// createDatabase creates an empty database named name, dropped at cleanup,
-// and returns its URL.
+// createDatabase creates an empty database named name and returns its URL.
 func createDatabase(t *testing.T, ctx context.Context, pgURL, name string) string {
 	t.Helper()
 	conn, err := pgx.Connect(ctx, pgURL)
@@ -164,19 +163,6 @@ func createDatabase(t *testing.T, ctx context.Context, pgURL, name string) strin
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, pgURL)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
-			t.Error(err)
-		}
-	})
 	u, err := url.Parse(pgURL)
 	if err != nil {
 		t.Fatal(err)
