@@ -114,6 +114,9 @@ func startTour(t *testing.T, py, nginx, amqpURL, redisURL string) *tour {
 	greeter := startProc(t, "greeter", here, []string{"DATABASE_URL=" + dbURL}, filepath.Join(bin, "greeter"), "--listen", greeterAddr)
 	django := startProc(t, "gunicorn", here, djangoEnv, py, "-m", "gunicorn", "--bind", djangoAddr,
 		"--workers", "2", "--timeout", "30", "tour.wsgi:application")
+	beat := startProc(t, "beat", here, nil, filepath.Join(bin, "celeriac"), "beat",
+		"--schedule", "beat.yaml", "--broker", amqpURL, "--result-backend", redisURL,
+		"--default-queue", prefix, "--name", prefix, "--lease", "2s")
 	ngx := startNginx(t, nginx, map[string]string{
 		"server 127.0.0.1:8081;": "server " + sessionsAddr + ";",
 		"server 127.0.0.1:8000;": "server " + djangoAddr + ";",
@@ -127,6 +130,7 @@ func startTour(t *testing.T, py, nginx, amqpURL, redisURL string) *tour {
 	greeter.waitReady(t, 20*time.Second, httpOK("http://"+greeterAddr+"/healthz", 200))
 	django.waitReady(t, 30*time.Second, httpOK("http://"+djangoAddr+"/accounts/login/", 200))
 	tr.worker.waitReady(t, 20*time.Second, tr.worker.logContains("ready"))
+	beat.waitReady(t, 20*time.Second, beat.logContains("beat started"))
 	ngx.waitReady(t, 10*time.Second, httpOK(tr.base+"/accounts/login/", 200))
 	return tr
 }
@@ -221,6 +225,7 @@ var (
 	cssRE    = regexp.MustCompile(`/static/shop/style\.[0-9a-f]{12}\.css`)
 	logoRE   = regexp.MustCompile(`url\("logo\.[0-9a-f]{12}\.svg"\)`)
 	taskIDRE = regexp.MustCompile(`data-task-id="([0-9a-f-]{36})"`)
+	beatRE   = regexp.MustCompile(`<span id="beat-credits">(\d+)</span>`)
 )
 
 // get fetches url and returns the response with its body read.
@@ -351,6 +356,25 @@ func (tr *tour) httpClientVisit(t *testing.T, ctx context.Context) {
 		t.Fatalf("want 2 task ids in the page:\n%s", calc)
 	}
 	tr.worker.waitReady(t, 5*time.Second, tr.worker.logContains(ids[0][1]))
+
+	// celeriac beat sends tasks.credit("beat", 1) every 2 s; the Go worker
+	// credits the account and the home page shows the balance.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, home = get(t, ctx, c, "GET", tr.base+"/", nil)
+		m := beatRE.FindStringSubmatch(home)
+		if m == nil {
+			t.Fatalf("no beat balance on the home page:\n%s", tail(home, 2000))
+		}
+		if n, _ := strconv.Atoi(m[1]); n > 0 {
+			t.Logf("beat has credited %d", n)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("celeriac beat's tasks.credit never reached the home page")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // browserVisit is the same visit in headless Chromium: the login form
