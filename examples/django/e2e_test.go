@@ -295,6 +295,12 @@ func (tr *tour) httpClientVisit(t *testing.T, ctx context.Context) {
 	if resp.StatusCode != http.StatusFound || location(resp) != "/accounts/login/?next=/app/hello" {
 		t.Fatalf("anonymous /app/hello: %s, Location %q", resp.Status, resp.Header.Get("Location"))
 	}
+	// A client cannot name its own user: nginx asks celeriac sessions and
+	// overwrites the header.
+	resp, _ = get(t, ctx, c, "GET", tr.base+"/app/hello", nil, "X-User-Id", "1")
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("anonymous /app/hello with a forged X-User-Id: %s", resp.Status)
+	}
 
 	// Log in with Django's own form.
 	_, page := get(t, ctx, c, "GET", tr.base+"/accounts/login/", nil)
@@ -374,6 +380,17 @@ func (tr *tour) httpClientVisit(t *testing.T, ctx context.Context) {
 			t.Fatal("celeriac beat's tasks.credit never reached the home page")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Logging out deletes the session from Redis: the Go service no
+	// longer lets the old cookie in.
+	resp, _ = get(t, ctx, c, "POST", tr.base+"/accounts/logout/", url.Values{"csrfmiddlewaretoken": {csrf(t, home)}}, "Referer", tr.base+"/")
+	if resp.StatusCode != 200 && resp.StatusCode != http.StatusFound {
+		t.Fatalf("logout: %s", resp.Status)
+	}
+	resp, _ = get(t, ctx, c, "GET", tr.base+"/app/hello", nil)
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("/app/hello after logout: %s", resp.Status)
 	}
 }
 

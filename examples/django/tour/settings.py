@@ -114,6 +114,7 @@ TOUR_GREETER_URL = env("TOUR_GREETER_URL", "/app/hello")
 
 LOGGING = {
     "version": 1,
+    "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
