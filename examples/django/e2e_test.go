@@ -42,6 +42,7 @@ type tour struct {
 	base   string // nginx, the only address a user sees
 	worker *proc
 	ledger string // tasks.credit's key prefix
+	dbURL  string // the Django database through dbproxy
 }
 
 func TestTour(t *testing.T) {
@@ -56,6 +57,7 @@ func TestTour(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
+	t.Run("dbproxy", func(t *testing.T) { tr.checkDBProxy(t, ctx) })
 	t.Run("http", func(t *testing.T) { tr.httpClientVisit(t, ctx) })
 	t.Run("chromium", func(t *testing.T) { tr.browserVisit(t, ctx, chromium) })
 }
@@ -69,8 +71,25 @@ func startTour(t *testing.T, py, nginx, amqpURL, redisURL string) *tour {
 	defer cancel()
 	bin := t.TempDir()
 	buildPrograms(t, bin)
+	here, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 	pair := startPGPair(t, ctx)
-	dbURL := createDatabase(t, ctx, pair.Primary, "tour")
+	createDatabase(t, ctx, pair.Primary, "tour")
+	// Everything reaches the database through celeriac dbproxy, which
+	// checks clients' passwords (SCRAM) against a userlist.
+	dbPassword := randomHex(t, 12)
+	userlist := filepath.Join(t.TempDir(), "userlist.txt")
+	if err := os.WriteFile(userlist, []byte(fmt.Sprintf("%q %q\n", "postgres", dbPassword)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proxyAddr, proxyMetrics := freePort(t), freePort(t)
+	dbproxy := startProc(t, "dbproxy", here, nil, filepath.Join(bin, "celeriac"), "dbproxy",
+		"--config", "dbproxy.yaml", "--listen", proxyAddr, "--primary", pair.Primary, "--replica", pair.Replica,
+		"--auth-file", userlist, "--metrics-listen", proxyMetrics)
+	dbproxy.waitReady(t, 20*time.Second, httpOK("http://"+proxyMetrics+"/healthz", 200))
+	dbURL := fmt.Sprintf("postgres://postgres:%s@%s/tour?sslmode=disable", dbPassword, proxyAddr)
 	db, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -78,14 +97,11 @@ func startTour(t *testing.T, py, nginx, amqpURL, redisURL string) *tour {
 	secret := randomHex(t, 32)
 	staticRoot := t.TempDir()
 	cacheURL := redisDB(t, redisURL, 1)
-	here, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
 	djangoEnv := []string{
 		"DJANGO_SECRET_KEY=" + secret,
 		"DJANGO_DB_HOST=" + db.Hostname(), "DJANGO_DB_PORT=" + db.Port(),
 		"DJANGO_DB_NAME=" + strings.TrimPrefix(db.Path, "/"), "DJANGO_DB_USER=" + db.User.Username(),
+		"DJANGO_DB_PASSWORD=" + dbPassword,
 		"DJANGO_CACHE_URL=" + cacheURL, "DJANGO_CACHE_PREFIX=" + prefix,
 		"DJANGO_STATIC_ROOT=" + staticRoot,
 		"CELERY_BROKER_URL=" + amqpURL, "CELERY_RESULT_BACKEND=" + redisURL,
@@ -99,8 +115,9 @@ func startTour(t *testing.T, py, nginx, amqpURL, redisURL string) *tour {
 	manage("migrate", "--noinput")
 	manage("shell", "-c", fmt.Sprintf("from django.contrib.auth.models import User; User.objects.create_user(%q, password=%q)", username, password))
 	manage("collectstatic", "--noinput")
+	pair.waitReplayed(t, ctx) // the replica has the tables and the user
 
-	tr := &tour{ledger: prefix + ":ledger:"}
+	tr := &tour{ledger: prefix + ":ledger:", dbURL: dbURL}
 	tr.worker = startProc(t, "worker", here, nil, filepath.Join(bin, "worker"),
 		"-broker", amqpURL, "-result-backend", redisURL, "-Q", prefix, "-default-queue", prefix, "-c", "2",
 		"-n", "tour@%h", "-ledger-prefix", tr.ledger)
@@ -155,8 +172,8 @@ func redisDB(t *testing.T, redisURL string, n int) string {
 	return u.String()
 }
 
-// createDatabase creates an empty database named name and returns its URL.
-func createDatabase(t *testing.T, ctx context.Context, pgURL, name string) string {
+// createDatabase creates an empty database named name.
+func createDatabase(t *testing.T, ctx context.Context, pgURL, name string) {
 	t.Helper()
 	conn, err := pgx.Connect(ctx, pgURL)
 	if err != nil {
@@ -167,12 +184,6 @@ func createDatabase(t *testing.T, ctx context.Context, pgURL, name string) strin
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
 		t.Fatal(err)
 	}
-	u, err := url.Parse(pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 type nginxProc struct {
@@ -427,4 +438,33 @@ func (tr *tour) browserVisit(t *testing.T, ctx context.Context, chromium string)
 	shot := filepath.Join(t.ArtifactDir(), "tour-result.png")
 	b.screenshot(ctx, shot)
 	t.Logf("screenshot of the result page: %s", shot)
+}
+
+// checkDBProxy asks the servers behind the tour's database address which
+// of them answers: reads the replica, transactions the primary.
+func (tr *tour) checkDBProxy(t *testing.T, ctx context.Context) {
+	conn, err := pgx.Connect(ctx, tr.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var replica bool
+	var users int
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), (SELECT count(*) FROM auth_user)").Scan(&replica, &users); err != nil {
+		t.Fatal(err)
+	}
+	if !replica || users != 1 {
+		t.Fatalf("a read through dbproxy: in recovery %v, %d users; want the replica, 1 user", replica, users)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := tx.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&replica); err != nil {
+		t.Fatal(err)
+	}
+	if replica {
+		t.Fatal("a transaction through dbproxy ran on the replica")
+	}
 }

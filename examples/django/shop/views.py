@@ -3,6 +3,7 @@ from celery import chain
 from celery.result import AsyncResult
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -63,7 +64,12 @@ def _outcome(task_id):
 
 @login_required
 def calculation(request, pk):
-    calc = get_object_or_404(Calculation, pk=pk, user=request.user)
+    # The row was written a moment ago, maybe by another gunicorn worker
+    # through another connection: dbproxy's read-your-writes covers only
+    # the connection that wrote. A transaction always goes to the primary,
+    # so this read cannot miss the row on a replica that lags behind.
+    with transaction.atomic():
+        calc = get_object_or_404(Calculation, pk=pk, user=request.user)
     return render(
         request,
         "shop/calculation.html",
