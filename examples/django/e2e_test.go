@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +44,11 @@ type tour struct {
 	worker *proc
 	ledger string // tasks.credit's key prefix
 	dbURL  string // the Django database through dbproxy
+	// For Python processes started later: the interpreter, the project
+	// directory, Django's environment and the tour's queue.
+	py, here string
+	env      []string
+	queue    string
 }
 
 func TestTour(t *testing.T) {
@@ -60,6 +66,7 @@ func TestTour(t *testing.T) {
 	t.Run("dbproxy", func(t *testing.T) { tr.checkDBProxy(t, ctx) })
 	t.Run("http", func(t *testing.T) { tr.httpClientVisit(t, ctx) })
 	t.Run("chromium", func(t *testing.T) { tr.browserVisit(t, ctx, chromium) })
+	t.Run("rollback", func(t *testing.T) { tr.rollbackToPython(t, ctx) })
 }
 
 // startTour creates a throwaway database, prepares the Django project
@@ -117,7 +124,7 @@ func startTour(t *testing.T, py, nginx, amqpURL, redisURL string) *tour {
 	manage("collectstatic", "--noinput")
 	pair.waitReplayed(t, ctx) // the replica has the tables and the user
 
-	tr := &tour{ledger: prefix + ":ledger:", dbURL: dbURL}
+	tr := &tour{ledger: prefix + ":ledger:", dbURL: dbURL, py: py, here: here, env: djangoEnv, queue: prefix}
 	tr.worker = startProc(t, "worker", here, nil, filepath.Join(bin, "worker"),
 		"-broker", amqpURL, "-result-backend", redisURL, "-Q", prefix, "-default-queue", prefix, "-c", "2",
 		"-n", "tour@%h", "-ledger-prefix", tr.ledger)
@@ -290,15 +297,66 @@ func csrf(t *testing.T, page string) string {
 	return m[1]
 }
 
-// httpClientVisit is the visit with a plain HTTP client: the details a
-// browser hides (status codes, redirects, caching headers).
-func (tr *tour) httpClientVisit(t *testing.T, ctx context.Context) {
+// newClient is a user agent that keeps cookies and shows redirects.
+func newClient(t *testing.T) *http.Client {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &http.Client{Jar: jar, Timeout: 30 * time.Second,
+	return &http.Client{Jar: jar, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// login logs c in with Django's own form.
+func (tr *tour) login(t *testing.T, ctx context.Context, c *http.Client) {
+	t.Helper()
+	_, page := get(t, ctx, c, "GET", tr.base+"/accounts/login/", nil)
+	resp, _ := get(t, ctx, c, "POST", tr.base+"/accounts/login/", url.Values{
+		"csrfmiddlewaretoken": {csrf(t, page)}, "username": {username}, "password": {password}, "next": {"/"},
+	}, "Referer", tr.base+"/accounts/login/")
+	if resp.StatusCode != http.StatusFound || location(resp) != "/" {
+		t.Fatalf("login: %s, Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+	resp, home := get(t, ctx, c, "GET", tr.base+"/", nil)
+	if resp.StatusCode != 200 || !strings.Contains(home, "signed in as "+username) {
+		t.Fatalf("home after login: %s\n%s", resp.Status, tail(home, 2000))
+	}
+}
+
+// enqueue posts the home page's form and returns the result page and the
+// two task ids in it, checking that it shows x+y and (x+y)*10.
+func (tr *tour) enqueue(t *testing.T, ctx context.Context, c *http.Client, x, y int) (page string, ids []string) {
+	t.Helper()
+	_, home := get(t, ctx, c, "GET", tr.base+"/", nil)
+	resp, _ := get(t, ctx, c, "POST", tr.base+"/enqueue/", url.Values{
+		"csrfmiddlewaretoken": {csrf(t, home)}, "x": {strconv.Itoa(x)}, "y": {strconv.Itoa(y)},
+	}, "Referer", tr.base+"/")
+	loc := location(resp)
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, "/calc/") {
+		t.Fatalf("enqueue: %s, Location %q", resp.Status, loc)
+	}
+	resp, calc := get(t, ctx, c, "GET", tr.base+loc, nil)
+	for _, want := range []string{
+		fmt.Sprintf(`<output id="add-value">%d</output>`, x+y),
+		fmt.Sprintf(`<output id="chain-value">%d</output>`, (x+y)*10),
+	} {
+		if resp.StatusCode != 200 || !strings.Contains(calc, want) {
+			t.Fatalf("%s: %s; want %s in:\n%s", loc, resp.Status, want, tail(calc, 2000))
+		}
+	}
+	for _, m := range taskIDRE.FindAllStringSubmatch(calc, -1) {
+		ids = append(ids, m[1])
+	}
+	if len(ids) != 2 {
+		t.Fatalf("want 2 task ids in the page:\n%s", calc)
+	}
+	return calc, ids
+}
+
+// httpClientVisit is the visit with a plain HTTP client: the details a
+// browser hides (status codes, redirects, caching headers).
+func (tr *tour) httpClientVisit(t *testing.T, ctx context.Context) {
+	c := newClient(t)
 
 	// Not logged in: nginx's auth_request gets 401 from celeriac sessions
 	// and sends the visitor to Django's login page.
@@ -313,18 +371,8 @@ func (tr *tour) httpClientVisit(t *testing.T, ctx context.Context) {
 		t.Fatalf("anonymous /app/hello with a forged X-User-Id: %s", resp.Status)
 	}
 
-	// Log in with Django's own form.
-	_, page := get(t, ctx, c, "GET", tr.base+"/accounts/login/", nil)
-	resp, _ = get(t, ctx, c, "POST", tr.base+"/accounts/login/", url.Values{
-		"csrfmiddlewaretoken": {csrf(t, page)}, "username": {username}, "password": {password}, "next": {"/"},
-	}, "Referer", tr.base+"/accounts/login/")
-	if resp.StatusCode != http.StatusFound || location(resp) != "/" {
-		t.Fatalf("login: %s, Location %q", resp.Status, resp.Header.Get("Location"))
-	}
-	resp, home := get(t, ctx, c, "GET", tr.base+"/", nil)
-	if resp.StatusCode != 200 || !strings.Contains(home, "signed in as "+username) {
-		t.Fatalf("home after login: %s\n%s", resp.Status, tail(home, 2000))
-	}
+	tr.login(t, ctx, c)
+	_, home := get(t, ctx, c, "GET", tr.base+"/", nil)
 
 	// The Go service behind forward auth knows who this is.
 	resp, hello := get(t, ctx, c, "GET", tr.base+"/app/hello", nil)
@@ -354,25 +402,9 @@ func (tr *tour) httpClientVisit(t *testing.T, ctx context.Context) {
 
 	// Enqueue: Django sends tasks.add and a chain; the Go worker runs them
 	// and the result page reads the results from Redis.
-	resp, _ = get(t, ctx, c, "POST", tr.base+"/enqueue/", url.Values{
-		"csrfmiddlewaretoken": {csrf(t, home)}, "x": {"40"}, "y": {"2"},
-	}, "Referer", tr.base+"/")
-	loc := location(resp)
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, "/calc/") {
-		t.Fatalf("enqueue: %s, Location %q", resp.Status, loc)
-	}
-	resp, calc := get(t, ctx, c, "GET", tr.base+loc, nil)
-	for _, want := range []string{`<output id="add-value">42</output>`, `<output id="chain-value">420</output>`} {
-		if resp.StatusCode != 200 || !strings.Contains(calc, want) {
-			t.Fatalf("%s: %s; want %s in:\n%s", loc, resp.Status, want, tail(calc, 2000))
-		}
-	}
+	_, ids := tr.enqueue(t, ctx, c, 40, 2)
 	// No Python worker runs: the Go worker's log names the task.
-	ids := taskIDRE.FindAllStringSubmatch(calc, -1)
-	if len(ids) != 2 {
-		t.Fatalf("want 2 task ids in the page:\n%s", calc)
-	}
-	tr.worker.waitReady(t, 5*time.Second, tr.worker.logContains(ids[0][1]))
+	tr.worker.waitReady(t, 5*time.Second, tr.worker.logContains(ids[0]))
 
 	// celeriac beat sends tasks.credit("beat", 1) every 2 s; the Go worker
 	// credits the account and the home page shows the balance.
@@ -467,4 +499,46 @@ func (tr *tour) checkDBProxy(t *testing.T, ctx context.Context) {
 	if replica {
 		t.Fatal("a transaction through dbproxy ran on the replica")
 	}
+}
+
+var goTasksRE = regexp.MustCompile(`tasks="\[([^\]]*)\]"`)
+
+// rollbackToPython is docs/migration.md's rollback: the Python tasks in
+// tasks.py are the same names the Go worker runs, so a Celery worker
+// started on the queue takes over when the Go worker stops, and the site
+// works on unchanged.
+func (tr *tour) rollbackToPython(t *testing.T, ctx context.Context) {
+	out := run(t, ctx, tr.here, tr.env, tr.py, "manage.py", "shell", "-c",
+		"from tour.celery import app; app.loader.import_default_modules(); "+
+			"print(' '.join(sorted(n for n in app.tasks if n.startswith('tasks.'))))")
+	pyNames := strings.Fields(out)
+	log, _ := os.ReadFile(tr.worker.logPath)
+	m := goTasksRE.FindSubmatch(log)
+	if m == nil {
+		t.Fatalf("no task list in the Go worker's log:\n%s", tail(string(log), 2000))
+	}
+	var goNames []string
+	for _, n := range strings.Fields(string(m[1])) {
+		if strings.HasPrefix(n, "tasks.") {
+			goNames = append(goNames, n)
+		}
+	}
+	if strings.Join(pyNames, " ") != strings.Join(goNames, " ") {
+		t.Fatalf("tasks.py declares %v, the Go worker registers %v", pyNames, goNames)
+	}
+
+	celery := startProc(t, "celery", tr.here, tr.env, tr.py, "-m", "celery", "-A", "tour", "worker",
+		"-Q", tr.queue, "-c", "1", "-P", "solo", "-n", "py-"+tr.queue+"@%h", "-l", "INFO",
+		"--without-gossip", "--without-mingle", "--without-heartbeat")
+	celery.waitReady(t, 60*time.Second, celery.logContains(" ready."))
+	// Warm shutdown: the Go worker finishes what it runs, gives back what it
+	// prefetched, and exits cleanly.
+	tr.worker.stop(syscall.SIGTERM)
+	if tr.worker.err != nil {
+		t.Fatalf("Go worker exit: %v", tr.worker.err)
+	}
+	c := newClient(t)
+	tr.login(t, ctx, c)
+	_, ids := tr.enqueue(t, ctx, c, 5, 6)
+	celery.waitReady(t, 10*time.Second, celery.logContains("Task tasks.add["+ids[0]+"] succeeded"))
 }
