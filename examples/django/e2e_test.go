@@ -17,6 +17,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/celeriac/celeriac/internal/testenv"
@@ -125,6 +127,8 @@ func startTour(t *testing.T, py, nginx, amqpURL, redisURL string) *tour {
 	pair.waitReplayed(t, ctx) // the replica has the tables and the user
 
 	tr := &tour{ledger: prefix + ":ledger:", dbURL: dbURL, py: py, here: here, env: djangoEnv, queue: prefix}
+	// Registered first, run last: after every process has stopped.
+	t.Cleanup(func() { cleanShared(t, prefix, redisURL, cacheURL) })
 	tr.worker = startProc(t, "worker", here, nil, filepath.Join(bin, "worker"),
 		"-broker", amqpURL, "-result-backend", redisURL, "-Q", prefix, "-default-queue", prefix, "-c", "2",
 		"-n", "tour@%h", "-ledger-prefix", tr.ledger)
@@ -541,4 +545,35 @@ func (tr *tour) rollbackToPython(t *testing.T, ctx context.Context) {
 	tr.login(t, ctx, c)
 	_, ids := tr.enqueue(t, ctx, c, 5, 6)
 	celery.waitReady(t, 10*time.Second, celery.logContains("Task tasks.add["+ids[0]+"] succeeded"))
+}
+
+// cleanShared removes what the tour left on the shared servers: its
+// RabbitMQ queue and its Redis keys (ledger, sessions, cache; results
+// expire by themselves).
+func cleanShared(t *testing.T, prefix string, redisURLs ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, u := range redisURLs {
+		opt, err := goredis.ParseURL(u)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		rdb := goredis.NewClient(opt)
+		iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Logf("cleaning %s: %v", u, err)
+		}
+		rdb.Close()
+	}
+	// The queue is durable, as Celery declares it. rabbitmqctl is there
+	// when RabbitMQ runs on this machine; elsewhere the queue stays.
+	if ctl, err := exec.LookPath("rabbitmqctl"); err == nil {
+		if out, err := exec.CommandContext(ctx, ctl, "-q", "delete_queue", prefix).CombinedOutput(); err != nil {
+			t.Logf("rabbitmqctl delete_queue %s: %v %s", prefix, err, out)
+		}
+	}
 }

@@ -42,8 +42,16 @@ func newHarness(t *testing.T, d Deps) *harness {
 		t.Fatal(err)
 	}
 	rdb := goredis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
 	prefix := testenv.Prefix(t) + ":"
+	t.Cleanup(func() {
+		// The guard's and the ledger's keys, all under the test's prefix.
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+		rdb.Close()
+	})
 	lk, err := lock.New(lock.Config{Clients: []goredis.UniversalClient{rdb}, Prefix: prefix + "lock:"})
 	if err != nil {
 		t.Fatal(err)
