@@ -464,6 +464,9 @@ func (tr *tour) browserVisit(t *testing.T, ctx context.Context, chromium string)
 	if got := b.eval(ctx, `getComputedStyle(document.body).fontFamily`); !strings.Contains(got, "system-ui") {
 		t.Fatalf("the hashed stylesheet is not applied: font-family %q", got)
 	}
+	if got := b.eval(ctx, `String(document.querySelector("header img").naturalWidth)`); got == "0" {
+		t.Fatal("the hashed logo.svg did not load")
+	}
 	b.submit(ctx, `(() => { const f = document.getElementById("enqueue");
 		f.x.value = "19"; f.y.value = "23"; f.submit(); })()`)
 	add := b.eval(ctx, `document.getElementById("add-value").textContent`)
