@@ -13,12 +13,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -62,6 +64,7 @@ func TestTour(t *testing.T) {
 	defer cancel()
 
 	t.Run("dbproxy", func(t *testing.T) { tr.checkDBProxy(t, ctx) })
+	t.Run("python-callers", func(t *testing.T) { tr.pythonCallers(t, ctx) })
 	t.Run("http", func(t *testing.T) { tr.httpClientVisit(t, ctx) })
 	t.Run("chromium", func(t *testing.T) { tr.browserVisit(t, ctx, chromium) })
 	t.Run("rollback", func(t *testing.T) { tr.rollbackToPython(t, ctx) })
@@ -367,10 +370,48 @@ func (tr *tour) rollbackToPython(t *testing.T, ctx context.Context) {
 	// prefetched, and exits cleanly.
 	tr.worker.stop(syscall.SIGTERM)
 	if tr.worker.err != nil {
-		t.Fatalf("Go worker exit: %v", tr.worker.err)
+		out, _ := os.ReadFile(tr.worker.logPath)
+		t.Fatalf("Go worker exit: %v\n%s", tr.worker.err, tail(string(out), 20000))
 	}
 	c := newClient(t)
 	tr.login(t, ctx, c)
 	_, ids := tr.enqueue(t, ctx, c, 5, 6)
 	celery.waitReady(t, 10*time.Second, celery.logContains("Task tasks.add["+ids[0]+"] succeeded"))
+}
+
+// pythonCallers sends the Go worker's other tasks the way Python code
+// would (Django's shell, Celery's own client) and checks what comes back:
+// a dict bound to a Go struct, a task retried with backoff until a flaky
+// server recovers, and a fenced credit sent twice with one task id.
+func (tr *tour) pythonCallers(t *testing.T, ctx context.Context) {
+	var hits atomic.Int64
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) <= 2 {
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer flaky.Close()
+	script := fmt.Sprintf(`
+import json, tasks
+order = {"id": "A7", "discount_pct": 50, "lines": [{"sku": "tea", "qty": 3, "unit_cents": 400}]}
+total = tasks.order_total.delay(order).get(timeout=20)
+status = tasks.fetch_status.delay(%q).get(timeout=30)
+first = tasks.credit.apply_async(("python", 5), task_id="credit-%[2]s").get(timeout=20)
+again = tasks.credit.apply_async(("python", 5), task_id="credit-%[2]s").get(timeout=20)
+print("RESULT " + json.dumps({"total": total, "status": status, "credits": [first, again]}, sort_keys=True))
+`, flaky.URL, tr.queue)
+	out := run(t, ctx, tr.here, tr.env, tr.py, "manage.py", "shell", "-c", script)
+	_, got, ok := strings.Cut(out, "RESULT ")
+	if !ok {
+		t.Fatalf("no result from the Python caller:\n%s", out)
+	}
+	want := `{"credits": [5, 5], "status": 202, "total": {"id": "A7", "items": 3, "total_cents": 600}}`
+	if strings.TrimSpace(got) != want {
+		t.Fatalf("Python caller got %s\nwant %s", strings.TrimSpace(got), want)
+	}
+	if n := hits.Load(); n != 3 {
+		t.Fatalf("fetch_status made %d requests, want 3 (two 503s retried)", n)
+	}
 }

@@ -87,7 +87,7 @@ func startProc(t *testing.T, name, dir string, env []string, bin string, args ..
 	return p
 }
 
-// stop sends sig and waits up to 15 s before killing the process group.
+// stop sends sig and waits up to 20 s before killing the process group.
 func (p *proc) stop(sig syscall.Signal) {
 	select {
 	case <-p.exited:
@@ -97,9 +97,16 @@ func (p *proc) stop(sig syscall.Signal) {
 	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.exited
+	case <-time.After(20 * time.Second):
+		// Stuck: SIGQUIT makes a Go program print its goroutines into
+		// the log (and nginx and gunicorn stop at once), then kill.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.exited:
+		case <-time.After(3 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.exited
+		}
 	}
 	// gunicorn's and nginx's workers go with their master; anything left
 	// in the group does not outlive the test.
