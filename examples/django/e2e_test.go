@@ -371,7 +371,7 @@ func (tr *tour) rollbackToPython(t *testing.T, ctx context.Context) {
 	tr.worker.stop(syscall.SIGTERM)
 	if tr.worker.err != nil {
 		out, _ := os.ReadFile(tr.worker.logPath)
-		t.Fatalf("Go worker exit: %v\n%s", tr.worker.err, tail(string(out), 20000))
+		t.Fatalf("Go worker exit: %v\n%s", tr.worker.err, celeriacStacks(string(out)))
 	}
 	c := newClient(t)
 	tr.login(t, ctx, c)
@@ -414,4 +414,16 @@ print("RESULT " + json.dumps({"total": total, "status": status, "credits": [firs
 	if n := hits.Load(); n != 3 {
 		t.Fatalf("fetch_status made %d requests, want 3 (two 503s retried)", n)
 	}
+}
+
+// celeriacStacks keeps a Go program's log lines and, of a goroutine dump,
+// only the goroutines in celeriac's own code.
+func celeriacStacks(log string) string {
+	var keep []string
+	for _, block := range strings.Split(log, "\n\n") {
+		if !strings.HasPrefix(block, "goroutine ") || strings.Contains(block, "celeriac/celeriac/") {
+			keep = append(keep, block)
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }
