@@ -87,6 +87,9 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 			return nil, fmt.Errorf("broker: ProducerConfig.Routes[%d] needs a Pattern and a Queue or Exchange", i)
 		}
 	}
+	if rb, ok := cfg.Backend.(ReplyBackend); ok && cfg.ReplyTo == "" {
+		cfg.ReplyTo = rb.ReplyTo() // results come back to the backend's queue
+	}
 	if cfg.ReplyTo == "" {
 		cfg.ReplyTo = uuid.NewString()
 	}
@@ -264,6 +267,11 @@ func (p *Producer) Send(ctx context.Context, name string, args []any, kwargs map
 	msg, err := EncodeTask(t, EncodeOptions{Serializer: ser, Compression: comp, Now: p.cfg.Now})
 	if err != nil {
 		return nil, err
+	}
+	if rb, ok := p.cfg.Backend.(ReplyBackend); ok && !t.IgnoreResult && t.ReplyTo == rb.ReplyTo() {
+		if err := rb.OnTaskSend(ctx); err != nil {
+			return nil, fmt.Errorf("broker: send %s[%s]: preparing the reply queue: %w", name, t.ID, err)
+		}
 	}
 	if err := p.Publish(ctx, msg, queue, exchange, rk); err != nil {
 		return nil, fmt.Errorf("broker: send %s[%s]: %w", name, t.ID, err)

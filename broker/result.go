@@ -276,6 +276,17 @@ type ResultBackend interface {
 	Close() error
 }
 
+// ReplyBackend is implemented by result backends that receive results as
+// messages on the client's own reply queue (rpc://). A Producer given one
+// uses its queue name as reply_to, and calls OnTaskSend before each send so
+// the reply queue exists before any result can be sent to it, as Celery's
+// RPCBackend.on_task_call does.
+type ReplyBackend interface {
+	ResultBackend
+	ReplyTo() string
+	OnTaskSend(ctx context.Context) error
+}
+
 // BackendOptions are settings shared by every result backend.
 type BackendOptions struct {
 	Options

@@ -115,6 +115,14 @@ func (p *Proxy) show(cmd string) ([]string, [][]string, error) {
 		p.clientsMu.Unlock()
 		return cols, rows, nil
 	case "SHOW STATS":
+		cols := []string{"database", "user", "server", "total_lendings", "total_query_count", "total_wait_time_us"}
+		var rows [][]string
+		for _, pl := range p.poolList() {
+			rows = append(rows, []string{pl.key.db, pl.key.user, p.serverName(pl.key.server),
+				fmt.Sprint(pl.lendings.Load()), fmt.Sprint(pl.queries.Load()), fmt.Sprint(pl.waitMicros.Load())})
+		}
+		return cols, rows, nil
+	case "SHOW REPLICAS":
 		cols := []string{"server", "up", "replay_lsn", "lag_bytes", "error"}
 		p.router.mu.Lock()
 		rows := [][]string{{"primary", "true", fmt.Sprintf("%X/%X", p.router.primary>>32, uint32(p.router.primary)), "0", ""}}
@@ -129,7 +137,7 @@ func (p *Proxy) show(cmd string) ([]string, [][]string, error) {
 		}
 		return []string{"stat", "value"}, append([][]string{{"enabled", "true"}}, p.cache.stats()...), nil
 	}
-	return nil, nil, fmt.Errorf("unknown admin command %q (try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW CACHE)", cmd)
+	return nil, nil, fmt.Errorf("unknown admin command %q (try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW REPLICAS, SHOW CACHE)", cmd)
 }
 
 func (p *Proxy) poolList() []*pool {

@@ -161,7 +161,11 @@ func (p *Proxy) authenticate(be *pgproto3.Backend, user, secret string, found bo
 	isMD5 := len(secret) == 35 && strings.HasPrefix(secret, "md5")
 	useMD5 := isMD5 || (!isSCRAM && p.cfg.AuthType == AuthMD5)
 	if useMD5 {
-		return authMD5(be, user, secret, isMD5)
+		err := authMD5(be, user, secret, isMD5)
+		if err == nil && isMD5 {
+			p.pass.set(user, passthrough{md5: secret})
+		}
+		return err
 	}
 	if !isSCRAM {
 		var err error
@@ -169,9 +173,12 @@ func (p *Proxy) authenticate(be *pgproto3.Backend, user, secret string, found bo
 			return err
 		}
 	}
-	err := authSCRAM(be, scram)
+	clientKey, err := authSCRAM(be, scram)
 	if !found && err == nil {
 		err = ErrAuth
+	}
+	if err == nil && isSCRAM {
+		p.pass.set(user, passthrough{clientKey: clientKey, secret: scram})
 	}
 	return err
 }
@@ -207,30 +214,31 @@ func authMD5(be *pgproto3.Backend, user, secret string, hashed bool) error {
 
 // authSCRAM is the server side of SCRAM-SHA-256 (RFC 5802/7677), without
 // channel binding: TLS ends at the proxy, so -PLUS cannot be offered.
-func authSCRAM(be *pgproto3.Backend, sec *scramSecret) error {
+// It returns the ClientKey the client proved it has.
+func authSCRAM(be *pgproto3.Backend, sec *scramSecret) ([]byte, error) {
 	be.Send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}})
 	if err := be.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := be.SetAuthType(pgproto3.AuthTypeSASL); err != nil {
-		return err
+		return nil, err
 	}
 	msg, err := be.Receive()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	init, ok := msg.(*pgproto3.SASLInitialResponse)
 	if !ok || init.AuthMechanism != "SCRAM-SHA-256" {
-		return fmt.Errorf("%w: expected SCRAM-SHA-256 initial response", ErrAuth)
+		return nil, fmt.Errorf("%w: expected SCRAM-SHA-256 initial response", ErrAuth)
 	}
 	first := string(init.Data)
 	// gs2 header: "n,," or "y,,"; "p=" asks for channel binding we never offered.
 	if !strings.HasPrefix(first, "n,") && !strings.HasPrefix(first, "y,") {
-		return fmt.Errorf("%w: unsupported SCRAM gs2 header", ErrAuth)
+		return nil, fmt.Errorf("%w: unsupported SCRAM gs2 header", ErrAuth)
 	}
 	idx := strings.Index(first[2:], ",")
 	if idx < 0 {
-		return fmt.Errorf("%w: malformed client-first-message", ErrAuth)
+		return nil, fmt.Errorf("%w: malformed client-first-message", ErrAuth)
 	}
 	gs2 := first[:2+idx+1]
 	bare := first[len(gs2):]
@@ -241,7 +249,7 @@ func authSCRAM(be *pgproto3.Backend, sec *scramSecret) error {
 		}
 	}
 	if cnonce == "" {
-		return fmt.Errorf("%w: client nonce missing", ErrAuth)
+		return nil, fmt.Errorf("%w: client nonce missing", ErrAuth)
 	}
 	sn := make([]byte, 18)
 	_, _ = rand.Read(sn)
@@ -249,32 +257,32 @@ func authSCRAM(be *pgproto3.Backend, sec *scramSecret) error {
 	serverFirst := fmt.Sprintf("r=%s,s=%s,i=%d", nonce, base64.StdEncoding.EncodeToString(sec.salt), sec.iter)
 	be.Send(&pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)})
 	if err := be.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := be.SetAuthType(pgproto3.AuthTypeSASLContinue); err != nil {
-		return err
+		return nil, err
 	}
 	msg, err = be.Receive()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, ok := msg.(*pgproto3.SASLResponse)
 	if !ok {
-		return fmt.Errorf("%w: expected SCRAM client-final-message", ErrAuth)
+		return nil, fmt.Errorf("%w: expected SCRAM client-final-message", ErrAuth)
 	}
 	final := string(resp.Data)
 	pi := strings.LastIndex(final, ",p=")
 	if pi < 0 {
-		return fmt.Errorf("%w: proof missing", ErrAuth)
+		return nil, fmt.Errorf("%w: proof missing", ErrAuth)
 	}
 	withoutProof := final[:pi]
 	proof, err := base64.StdEncoding.DecodeString(final[pi+3:])
 	if err != nil || len(proof) != sha256.Size {
-		return fmt.Errorf("%w: bad proof", ErrAuth)
+		return nil, fmt.Errorf("%w: bad proof", ErrAuth)
 	}
 	if !strings.Contains(","+withoutProof+",", ",r="+nonce+",") ||
 		!strings.HasPrefix(withoutProof, "c="+base64.StdEncoding.EncodeToString([]byte(gs2))) {
-		return fmt.Errorf("%w: nonce or channel binding mismatch", ErrAuth)
+		return nil, fmt.Errorf("%w: nonce or channel binding mismatch", ErrAuth)
 	}
 	authMsg := bare + "," + serverFirst + "," + withoutProof
 	sig := hmacSHA256(sec.storedKey, authMsg)
@@ -284,9 +292,9 @@ func authSCRAM(be *pgproto3.Backend, sec *scramSecret) error {
 	}
 	stored := sha256.Sum256(clientKey)
 	if subtle.ConstantTimeCompare(stored[:], sec.storedKey) != 1 {
-		return ErrAuth
+		return nil, ErrAuth
 	}
 	serverSig := hmacSHA256(sec.serverKey, authMsg)
 	be.Send(&pgproto3.AuthenticationSASLFinal{Data: []byte("v=" + base64.StdEncoding.EncodeToString(serverSig))})
-	return nil
+	return clientKey, nil
 }

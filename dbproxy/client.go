@@ -76,6 +76,13 @@ func (p *Proxy) login(ctx context.Context, conn net.Conn, be *pgproto3.Backend, 
 	if p.closing.Load() {
 		return nil, fatal(be, "57P01", "dbproxy is shutting down")
 	}
+	for k, v := range sm.Parameters {
+		if !startupParamOK(k, v) {
+			// Dropping it silently could run the client's queries with the
+			// wrong search_path or role; refuse, as PgBouncer does.
+			return nil, fatal(be, "08P01", fmt.Sprintf("unsupported startup parameter: %s", k))
+		}
+	}
 	c := &client{p: p, conn: conn, be: be, user: user, db: db, params: map[string]string{},
 		stmts: map[string]*pgproto3.Parse{}, status: 'I', onPrimary: true}
 	secret, found := p.s.users[user]
@@ -137,6 +144,26 @@ func (p *Proxy) login(ctx context.Context, conn net.Conn, be *pgproto3.Backend, 
 		return nil, err
 	}
 	return c, nil
+}
+
+// startupParamOK reports whether the proxy honours (or may ignore) a
+// startup parameter: the tracked settings follow the client; the rest
+// would be lost when the client changes server connection.
+func startupParamOK(k, v string) bool {
+	switch strings.ToLower(k) {
+	case "user", "database", "replication":
+		return true
+	case "extra_float_digits":
+		return true // JDBC sends it; the server's default output is exact anyway
+	case "options":
+		return strings.TrimSpace(v) == ""
+	}
+	for _, t := range trackedParams {
+		if strings.EqualFold(k, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // serverParams returns what the primary reports for (db, user), connecting
@@ -206,6 +233,7 @@ func (c *client) run(ctx context.Context) {
 				continue
 			}
 			if err := c.attach(ctx, msg); err != nil {
+				c.fill = ""
 				if !c.reportError(msg, "08006", err.Error()) {
 					return
 				}
@@ -282,6 +310,7 @@ func (c *client) serverLost(err error) {
 	}
 	pending := len(c.queue) > 0
 	c.queue = c.queue[:0]
+	c.fill = ""
 	c.unsynced = false
 	c.status = 'I'
 	c.be.Send(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "08006", Message: "server connection lost: " + err.Error()})
@@ -311,6 +340,11 @@ func (c *client) attach(ctx context.Context, msg pgproto3.FrontendMessage) error
 		if sql != "" {
 			r := sqlclass.Classify(sql)
 			write = r.Primary || p.router.volatile(ctx, c.db, r.Functions)
+			// A token from another connection or proxy instance (carried
+			// by the app, e.g. in a Celery task's headers).
+			if lsn, ok := parseLSN(r.LSN); ok && lsn > c.lsn {
+				c.lsn = lsn
+			}
 		}
 		if !write {
 			target = p.router.pick(c.lsn)
@@ -333,6 +367,7 @@ func (c *client) attach(ctx context.Context, msg pgproto3.FrontendMessage) error
 	c.mu.Lock()
 	c.sc = sc
 	c.mu.Unlock()
+	sc.pool.lendings.Add(1)
 	c.onPrimary = target == 0
 	c.wrote = target == 0 && write
 	if c.fill != "" && target > 0 && p.router.replay(target) < p.maxLSN.Load() {
@@ -367,20 +402,6 @@ func (c *client) syncParams(sc *serverConn) error {
 // recording the primary's WAL position if the client wrote.
 func (c *client) detach() {
 	sc := c.sc
-	if c.wrote && c.onPrimary && len(c.p.s.replicas) > 0 && !c.p.cfg.NoReadYourWrites {
-		// The insert position, not pg_current_wal_lsn() (the write position),
-		// which lags the commit record under synchronous_commit = off.
-		if v, err := sc.internal("SELECT pg_current_wal_insert_lsn()"); err == nil {
-			if lsn, ok := parseLSN(v); ok && recordEnd(lsn) > c.lsn {
-				lsn = recordEnd(lsn)
-				c.lsn = lsn
-				for old := c.p.maxLSN.Load(); lsn > old && !c.p.maxLSN.CompareAndSwap(old, lsn); old = c.p.maxLSN.Load() {
-				}
-			}
-		} else {
-			sc.broken = true
-		}
-	}
 	c.wrote = false
 	c.endWrites()
 	c.mu.Lock()
@@ -388,6 +409,37 @@ func (c *client) detach() {
 	c.mu.Unlock()
 	sc.pool.release(sc)
 }
+
+// recordLSN notes the primary's WAL position after the client's write
+// transaction ended, and tells the client as ParameterStatus dbproxy_lsn —
+// a token it can hand to other connections or processes, which put it in a
+// /* dbproxy:lsn=… */ comment. It runs before the ReadyForQuery that ends
+// the transaction reaches the client, so the token is there when the
+// client's call returns.
+func (c *client) recordLSN() {
+	sc := c.sc
+	c.wrote = false
+	// The insert position, not pg_current_wal_lsn() (the write position),
+	// which lags the commit record under synchronous_commit = off.
+	v, err := sc.internal("SELECT pg_current_wal_insert_lsn()")
+	if err != nil {
+		sc.broken = true
+		return
+	}
+	lsn, ok := parseLSN(v)
+	if !ok {
+		return
+	}
+	lsn = recordEnd(lsn)
+	if lsn > c.lsn {
+		c.lsn = lsn
+	}
+	for old := c.p.maxLSN.Load(); lsn > old && !c.p.maxLSN.CompareAndSwap(old, lsn); old = c.p.maxLSN.Load() {
+	}
+	c.be.Send(&pgproto3.ParameterStatus{Name: "dbproxy_lsn", Value: formatLSN(c.lsn)})
+}
+
+func formatLSN(lsn uint64) string { return fmt.Sprintf("%X/%X", lsn>>32, uint32(lsn)) }
 
 // noteWrite invalidates cached tables a write names, before it runs.
 func (c *client) noteWrite(ctx context.Context, msg pgproto3.FrontendMessage) {

@@ -26,9 +26,18 @@
 // it (otherwise to the primary). Replicas are polled for health and lag; a
 // dead or lagging replica gets no reads until it recovers.
 //
+// Server connections log in with the configured password, or, for users
+// known only by a stored SCRAM verifier or md5 hash (auth_file or
+// auth_query), with the ClientKey a client's SCRAM proof revealed or the
+// md5 hash itself, as PgBouncer does.
+//
+// An optional query cache (Config.CacheRedis, CacheTables) keeps results of
+// read-only statements on listed tables in Redis; writes through the proxy
+// invalidate them at once through per-table generation counters.
+//
 // The virtual database "dbproxy" answers SHOW POOLS, SHOW CLIENTS, SHOW
-// SERVERS and SHOW STATS for admin users; Prometheus metrics are registered
-// on Config.Registerer.
+// SERVERS, SHOW STATS, SHOW REPLICAS and SHOW CACHE for admin users;
+// Prometheus metrics are registered on Config.Registerer.
 //
 // Usage:
 //

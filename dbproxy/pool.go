@@ -62,6 +62,8 @@ type pool struct {
 	params map[string]string // what the first connection reported
 
 	waiting atomic.Int64
+	// Totals for SHOW STATS.
+	lendings, queries, waitMicros atomic.Int64
 }
 
 func (p *Proxy) pool(key poolKey) *pool {
@@ -83,7 +85,6 @@ func (p *Proxy) pool(key poolKey) *pool {
 	if secret, ok := p.s.users[key.user]; ok && !strings.HasPrefix(secret, "SCRAM-SHA-256$") && !(len(secret) == 35 && strings.HasPrefix(secret, "md5")) {
 		cfg.Password = secret
 	}
-	cfg.Fallbacks = nil
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
@@ -105,7 +106,9 @@ func (pl *pool) acquire(ctx context.Context) (*serverConn, error) {
 		case pl.sem <- struct{}{}:
 			t.Stop()
 			pl.waiting.Add(-1)
-			pl.p.m.waitSeconds.Observe(time.Since(start).Seconds())
+			waited := time.Since(start)
+			pl.waitMicros.Add(waited.Microseconds())
+			pl.p.m.waitSeconds.Observe(waited.Seconds())
 		case <-t.C:
 			pl.waiting.Add(-1)
 			return nil, ErrPoolTimeout
@@ -147,17 +150,9 @@ func (pl *pool) acquire(ctx context.Context) (*serverConn, error) {
 func (pl *pool) dial(ctx context.Context) (*serverConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := pgconn.ConnectConfig(ctx, pl.cfg)
+	hc, err := pl.connect(ctx)
 	if err != nil {
 		pl.p.m.serverErrors.Inc()
-		return nil, fmt.Errorf("dbproxy: connect to %s: %w", pl.cfg.Host, err)
-	}
-	if err := c.SyncConn(ctx); err != nil {
-		c.Close(ctx)
-		return nil, err
-	}
-	hc, err := c.Hijack()
-	if err != nil {
 		return nil, err
 	}
 	params := make(map[string]string, len(hc.ParameterStatuses))
@@ -176,6 +171,25 @@ func (pl *pool) dial(ctx context.Context) (*serverConn, error) {
 		pid: hc.PID, key: hc.SecretKey, addr: hc.Conn.RemoteAddr().String(),
 		params: params, created: now, used: now, prepared: map[string]string{},
 	}, nil
+}
+
+// connect logs in to the server: with the configured password through
+// pgconn, or, when there is none, with what a client's login taught.
+func (pl *pool) connect(ctx context.Context) (*pgconn.HijackedConn, error) {
+	if pl.cfg.Password == "" {
+		if pt, ok := pl.p.pass.get(pl.key.user); ok {
+			return loginWithKeys(ctx, pl.cfg, pt)
+		}
+	}
+	c, err := pgconn.ConnectConfig(ctx, pl.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dbproxy: connect to %s: %w", pl.cfg.Host, err)
+	}
+	if err := c.SyncConn(ctx); err != nil {
+		c.Close(ctx)
+		return nil, err
+	}
+	return c.Hijack()
 }
 
 // release gives sc back; a broken or expired connection is closed.

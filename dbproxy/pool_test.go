@@ -230,6 +230,12 @@ func TestParameterSync(t *testing.T) {
 	if got := b.PgConn().ParameterStatus("TimeZone"); got != "Europe/Paris" {
 		t.Errorf("b's ParameterStatus TimeZone %q", got)
 	}
+	// A setting the proxy cannot carry across server connections is refused.
+	_, err := pgx.Connect(ctx, proxyURL(p, "postgres", "", "postgres")+"&search_path=other")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08P01" || !strings.Contains(pe.Message, "search_path") {
+		t.Errorf("search_path startup parameter: %v", err)
+	}
 }
 
 // TestCopyAndAdmin streams COPY FROM STDIN through the proxy and reads the
@@ -258,7 +264,7 @@ func TestCopyAndAdmin(t *testing.T) {
 	}
 
 	admin := connect(t, proxyURL(p, "postgres", "", "dbproxy")+"&default_query_exec_mode=simple_protocol")
-	for _, cmd := range []string{"SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW STATS"} {
+	for _, cmd := range []string{"SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW STATS", "SHOW REPLICAS"} {
 		rs, err := admin.Query(ctx, cmd)
 		if err != nil {
 			t.Fatal(err)
@@ -278,10 +284,75 @@ func TestCopyAndAdmin(t *testing.T) {
 	if db != "postgres" || server != "primary" || svIdle != "1" || mode != "transaction" {
 		t.Errorf("SHOW POOLS row: %s %s %s idle=%s %s", db, user, server, svIdle, mode)
 	}
+	var lendings, queries, waited string
+	if err := admin.QueryRow(ctx, "SHOW STATS").Scan(&db, &user, &server, &lendings, &queries, &waited); err != nil {
+		t.Fatal(err)
+	}
+	if lendings == "0" || queries == "0" {
+		t.Errorf("SHOW STATS: lendings=%s queries=%s", lendings, queries)
+	}
 	if _, err := admin.Exec(ctx, "SHOW NONSENSE"); err == nil {
 		t.Error("unknown admin command accepted")
 	}
 	if _, err := pgx.Connect(ctx, proxyURL(p, "app", "", "dbproxy")); err == nil {
 		t.Error("non-admin user reached the admin console")
 	}
+}
+
+// TestPoolLimits covers min idle, idle timeout, lifetime, the client cap
+// and the wait timeout.
+func TestPoolLimits(t *testing.T) {
+	t.Parallel()
+	cl := testCluster(t)
+	ctx := context.Background()
+	primary := cl.primary.url("postgres", "", "postgres")
+
+	t.Run("min_idle_and_idle_timeout", func(t *testing.T) {
+		p := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, PoolSize: 4, MinIdle: 3})
+		c := connect(t, proxyURL(p, "postgres", "", "postgres"))
+		backendPID(t, c)
+		pl := p.pool(poolKey{db: "postgres", user: "postgres"})
+		eventually(t, "three idle server connections", func() bool { _, idle, _ := pl.counts(); return idle == 3 })
+
+		q := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, ServerIdleTimeout: 200 * time.Millisecond})
+		c = connect(t, proxyURL(q, "postgres", "", "postgres"))
+		backendPID(t, c)
+		ql := q.pool(poolKey{db: "postgres", user: "postgres"})
+		eventually(t, "idle connection closed", func() bool { _, idle, _ := ql.counts(); return idle == 0 })
+	})
+	t.Run("lifetime", func(t *testing.T) {
+		p := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, ServerLifetime: time.Nanosecond})
+		c := connect(t, proxyURL(p, "postgres", "", "postgres"))
+		if a, b := backendPID(t, c), backendPID(t, c); a == b {
+			t.Error("server connection outlived its lifetime")
+		}
+	})
+	t.Run("max_client_conns", func(t *testing.T) {
+		p := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, MaxClientConns: 1})
+		connect(t, proxyURL(p, "postgres", "", "postgres"))
+		_, err := pgx.Connect(ctx, proxyURL(p, "postgres", "", "postgres"))
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "53300" {
+			t.Fatalf("second client: %v, want 53300", err)
+		}
+	})
+	t.Run("wait_timeout", func(t *testing.T) {
+		p := startProxy(t, Config{Primary: primary, AuthType: AuthTrust, PoolSize: 1, QueryWaitTimeout: 300 * time.Millisecond})
+		a := connect(t, proxyURL(p, "postgres", "", "postgres"))
+		b := connect(t, proxyURL(p, "postgres", "", "postgres"))
+		tx, err := a.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := b.Exec(ctx, "SELECT 1"); err == nil || !strings.Contains(err.Error(), "timed out waiting") {
+			t.Fatalf("query with the pool exhausted: %v", err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatalf("after the pool freed up: %v", err)
+		}
+	})
 }

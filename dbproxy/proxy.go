@@ -40,6 +40,9 @@ type Proxy struct {
 	// maxLSN is the newest write position any client of this proxy has
 	// committed; cache fills from replicas behind it are not kept.
 	maxLSN atomic.Uint64
+	// pass holds what client logins taught about users whose server
+	// password is unknown.
+	pass passthroughs
 }
 
 // New validates cfg and returns a Proxy ready to Start.
@@ -85,6 +88,9 @@ func (p *Proxy) Start(ctx context.Context) error {
 	go p.accept(ctx)
 	go p.maintain(ctx)
 	if len(p.s.replicas) > 0 {
+		// Know the replicas before the first client arrives, so reads are
+		// split from the start.
+		p.router.check(ctx)
 		p.wg.Add(1)
 		go p.router.run(ctx)
 	}
@@ -119,6 +125,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.clientsMu.Unlock()
 	p.wg.Wait()
+	<-done // every client has unregistered by now
 	p.poolsMu.Lock()
 	for _, pl := range p.pools {
 		pl.maintain(context.Background(), true)
@@ -271,13 +278,15 @@ func (p *Proxy) serve(ctx context.Context, conn net.Conn) {
 			startup = &sm
 		}
 	}
-	_ = conn.SetDeadline(time.Time{})
+	// The startup deadline also covers authentication, so a client that
+	// stalls mid-login does not hold a goroutine forever.
 	be := pgproto3.NewBackend(conn, conn)
 	c, err := p.login(ctx, conn, be, startup)
 	if err != nil {
 		p.cfg.Logger.Debug("dbproxy: login refused", "err", err, "remote", conn.RemoteAddr().String())
 		return
 	}
+	_ = conn.SetDeadline(time.Time{})
 	defer p.unregister(c)
 	c.run(ctx)
 }

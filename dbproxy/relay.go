@@ -30,6 +30,7 @@ func (c *client) forward(msg pgproto3.FrontendMessage) error {
 		c.queue = append(c.queue, slot{kind: 'Q'})
 		c.noteSessionSQL(m.String)
 		c.queries++
+		sc.pool.queries.Add(1)
 	case *pgproto3.Parse:
 		if m.Name != "" {
 			cp := &pgproto3.Parse{Name: m.Name, Query: m.Query, ParameterOIDs: slices.Clone(m.ParameterOIDs)}
@@ -55,6 +56,7 @@ func (c *client) forward(msg pgproto3.FrontendMessage) error {
 		c.queue = append(c.queue, slot{kind: 'E'})
 		c.unsynced = true
 		c.queries++
+		sc.pool.queries.Add(1)
 	case *pgproto3.Close:
 		if m.ObjectType == 'S' && m.Name != "" {
 			// Closing a statement the server lacks is not an error, so the
@@ -173,6 +175,12 @@ func (c *client) relay() error {
 				}
 			}
 			send = true
+			if len(c.queue) == 0 && m.TxStatus == 'I' && !c.unsynced && c.wrote && c.onPrimary &&
+				len(c.p.s.replicas) > 0 && !c.p.cfg.NoReadYourWrites && c.p.cfg.PoolMode == PoolTransaction {
+				c.recordLSN()
+				// recordLSN reused the decoder's ReadyForQuery.
+				msg = &pgproto3.ReadyForQuery{TxStatus: 'I'}
+			}
 		case *pgproto3.ErrorResponse:
 			send = true
 			if head.kind == 'Q' || head.kind == 'F' || head.kind == 'S' {

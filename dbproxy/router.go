@@ -119,7 +119,6 @@ func (r *router) conn(ctx context.Context, server int, db string) (*pgx.Conn, er
 		pc.Database = db
 	}
 	cfg.Config = *pc
-	cfg.Fallbacks = nil
 	cfg.ConnectTimeout = 2 * time.Second
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -57,6 +57,31 @@ func TestReadYourWrites(t *testing.T) {
 	if rec || n != 1 {
 		t.Fatalf("writer's read: standby=%v rows=%d, want the primary and its row", rec, n)
 	}
+
+	// The token travels: a client of another proxy instance that quotes
+	// it reads on the primary; without it, on the stale replica.
+	token := writer.PgConn().ParameterStatus("dbproxy_lsn")
+	if _, ok := parseLSN(token); !ok {
+		t.Fatalf("writer got no dbproxy_lsn token: %q", token)
+	}
+	p2 := startProxy(t, Config{
+		Primary:  cl.primary.url("postgres", "", "postgres"),
+		Replicas: []string{rep.url("postgres", "", "postgres")},
+		AuthType: AuthTrust,
+	})
+	other := connect(t, proxyURL(p2, "postgres", "", "postgres"))
+	eventually(t, "second proxy sees the replica", func() bool {
+		return other.QueryRow(ctx, count).Scan(&rec, &n) == nil && rec
+	})
+	if n != 0 {
+		t.Fatalf("paused replica shows %d rows", n)
+	}
+	if err := other.QueryRow(ctx, "/* dbproxy:lsn="+token+" */ "+count).Scan(&rec, &n); err != nil {
+		t.Fatal(err)
+	}
+	if rec || n != 1 {
+		t.Fatalf("read quoting the token: standby=%v rows=%d, want the primary and the row", rec, n)
+	}
 	if err := reader.QueryRow(ctx, count).Scan(&rec, &n); err != nil {
 		t.Fatal(err)
 	}

@@ -282,16 +282,18 @@ func (c *control) revoke(cmd *command) map[string]any {
 		}
 	}
 	terminate := cmd.Method == "terminate" || cmd.Arguments["terminate"] == true
+	// Which ids are running is read before revoking: a terminated task
+	// leaves the active set as soon as its context is cancelled.
+	var hit []string
+	for _, id := range ids {
+		if _, ok := c.w.active.Load(id); ok {
+			hit = append(hit, id)
+		}
+	}
 	if err := c.w.Revoke(context.Background(), ids, terminate); err != nil {
 		c.w.log.Warn("persisting a revocation failed", "error", err)
 	}
 	if terminate {
-		var hit []string
-		for _, id := range ids {
-			if _, ok := c.w.active.Load(id); ok {
-				hit = append(hit, id)
-			}
-		}
 		if len(hit) == 0 {
 			return ok("terminate: tasks unknown")
 		}

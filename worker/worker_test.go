@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(chaosWorkerEnv) != "" { // a worker process of TestChaosExactlyOnce
+		os.Exit(chaosWorker())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // env is a worker on an in-memory broker and backend.
 type env struct {

@@ -47,8 +47,9 @@
 // rewrites that type byte in received message headers before amqp091-go
 // parses them (longfix.go). The other way round, amqp091-go writes 64-bit
 // integers as 'l', which py-amqp reads as unsigned: header integers below
-// -2^31 sent from Go reach Python workers wrong (Celery's own headers never
-// hold such values).
+// -2^31 sent from Go reach Python workers wrong. RabbitMQ does the same to
+// Python's own such values whenever it dead-letters a message, and Celery's
+// headers never hold them.
 //
 // # Consuming
 //

@@ -105,7 +105,7 @@ func (t *Transport) dialAny(ctx context.Context) (*session, error) {
 		if err == nil {
 			return s, nil
 		}
-		t.log.Warn("amqp: connect failed", "url", tg.redacted, "error", err)
+		t.log.Debug("amqp: connect failed", "url", tg.redacted, "error", err)
 		errs = append(errs, fmt.Errorf("%s: %w", tg.redacted, err))
 		t.mu.Lock()
 		t.next++

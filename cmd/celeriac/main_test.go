@@ -11,7 +11,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("CELERIAC_TEST_RUN_MAIN") != "" { // a celeriac process of a signal test
+	if os.Getenv(runMainEnv) != "" { // a celeriac process of a signal test
 		main()
 		os.Exit(0)
 	}

@@ -5,6 +5,8 @@ package main
 import (
 	_ "github.com/celeriac/celeriac/backend/memory"
 	_ "github.com/celeriac/celeriac/backend/redis"
+	_ "github.com/celeriac/celeriac/backend/rpc"
 	_ "github.com/celeriac/celeriac/broker/amqp"
 	_ "github.com/celeriac/celeriac/broker/memory"
+	_ "github.com/celeriac/celeriac/broker/redis"
 )

@@ -5,6 +5,11 @@ import "strings"
 // Hint is the comment text that forces a statement to the primary.
 const Hint = "dbproxy:primary"
 
+// LSNHint starts a comment hint carrying a read-your-writes token, a WAL
+// position such as /* dbproxy:lsn=0/16B3748 */: the statement may only read
+// from a replica that has replayed that far.
+const LSNHint = "dbproxy:lsn="
+
 // Result is what Classify found in a SQL string.
 type Result struct {
 	// Primary is true when any statement must run on the primary: a write,
@@ -25,6 +30,8 @@ type Result struct {
 	Tables []string
 	// Statements counts the non-empty statements.
 	Statements int
+	// LSN is the token of a dbproxy:lsn= hint, unparsed ("" without one).
+	LSN string
 }
 
 // tok is one lexical token: a lower-cased word, a quoted identifier, or a
@@ -37,8 +44,9 @@ type tok struct {
 // Classify classifies sql, which may hold several statements.
 func Classify(sql string) Result {
 	var r Result
-	toks, hinted := lex(sql)
+	toks, hinted, lsn := lex(sql)
 	r.Hinted = hinted
+	r.LSN = lsn
 	r.Primary = hinted
 	start := 0
 	for i := 0; i <= len(toks); i++ {
@@ -185,7 +193,18 @@ func readOnly(t []tok) bool {
 // lex splits sql into tokens, dropping comments, literals and whitespace;
 // quoted identifiers become words with their quotes so they never match a
 // keyword. It reports whether a comment carried the primary hint.
-func lex(s string) (toks []tok, hinted bool) {
+func lex(s string) (toks []tok, hinted bool, lsn string) {
+	comment := func(c string) {
+		hinted = hinted || strings.Contains(c, Hint)
+		if i := strings.Index(c, LSNHint); i >= 0 {
+			v := c[i+len(LSNHint):]
+			end := 0
+			for end < len(v) && (v[end] == '/' || v[end] >= '0' && v[end] <= '9' || v[end] >= 'a' && v[end] <= 'f' || v[end] >= 'A' && v[end] <= 'F') {
+				end++
+			}
+			lsn = v[:end]
+		}
+	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
@@ -196,11 +215,11 @@ func lex(s string) (toks []tok, hinted bool) {
 			if end < 0 {
 				end = len(s) - i
 			}
-			hinted = hinted || strings.Contains(s[i:i+end], Hint)
+			comment(s[i : i+end])
 			i += end
 		case c == '/' && i+1 < len(s) && s[i+1] == '*':
 			end := blockComment(s, i)
-			hinted = hinted || strings.Contains(s[i:end], Hint)
+			comment(s[i:end])
 			i = end
 		case c == '\'':
 			i = quoted(s, i+1, '\'', false)
@@ -250,7 +269,7 @@ func lex(s string) (toks []tok, hinted bool) {
 			i++
 		}
 	}
-	return toks, hinted
+	return toks, hinted, lsn
 }
 
 func isIdentStart(c byte) bool {

@@ -42,6 +42,8 @@ func TestClassify(t *testing.T) {
 		{"quoted_ident", `SELECT "update" FROM t`, Result{}},
 		{"hint_block", "/* dbproxy:primary */ SELECT 1", Result{Primary: true, Hinted: true}},
 		{"hint_line", "SELECT 1 -- dbproxy:primary", Result{Primary: true, Hinted: true}},
+		{"lsn_hint", "/* dbproxy:lsn=0/16B3748 */ SELECT 1", Result{LSN: "0/16B3748"}},
+		{"lsn_hint_garbage", "/* dbproxy:lsn=zz */ SELECT 1", Result{}},
 		{"volatile_call", "SELECT nextval('s')", Result{Functions: []string{"nextval"}}},
 		{"params", "SELECT $1::int, $2", Result{}},
 		{"lock", "LOCK TABLE t", Result{Primary: true}},

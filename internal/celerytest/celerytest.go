@@ -164,6 +164,24 @@ func (a *App) Publish(name string, args []any, kwargs map[string]any, opts map[s
 	return ids
 }
 
+// Exec runs a Python snippet with the app importable (from celeryapp
+// import app) and returns what it printed. For the odd check the client
+// script has no command for: remote control, events.
+func (a *App) Exec(code string) string {
+	a.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, a.python, "-c", code)
+	cmd.Dir, cmd.Env = a.dir, a.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		a.t.Fatalf("python snippet: %v\n%s", err, stderr.String())
+	}
+	return string(out)
+}
+
 // Get reads a result from Python by id (waiting up to 20 s).
 func (a *App) Get(id string) Outcome {
 	a.t.Helper()
@@ -229,6 +247,20 @@ func (w *Worker) Logs() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.logs.String()
+}
+
+// Kill kills the worker process group at once (SIGKILL), as a crash or an
+// OOM kill would: nothing is restored or acknowledged on the way out.
+func (w *Worker) Kill() {
+	if w.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case err := <-w.done:
+		w.done <- err // Stop returns at once afterwards
+	case <-time.After(15 * time.Second):
+	}
 }
 
 // Stop stops the worker (warm shutdown, then kill) and waits for it.

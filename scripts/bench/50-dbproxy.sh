@@ -35,6 +35,7 @@ dpid=""
 bpid=""
 cleanup() {
   for p in $dpid $bpid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  "$pgbin/psql" "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -122,4 +123,3 @@ for w in "select-only simple:-S -M simple" "select-only extended:-S -M extended"
 done
 echo
 echo "_${clients} pgbench clients (-j 2), pool of ${pool} server connections in transaction mode, scale 10, ${duration}s x ${rounds} rounds (median), $(nproc) cores; latency = pgbench's average._"
-"$pgbin/psql" "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
