@@ -35,8 +35,9 @@ bench: deps build ## benchmarks against real servers and peers; prints ratio tab
 chaos: deps ## the exactly-once fault-injection test at full size
 	CELERIAC_CHAOS=full $(GO) test -count=1 -timeout 30m -run 'Chaos' -v ./worker/...
 
-e2e: deps build ## the examples/ end-to-end tour
-	$(GO) test -count=1 -timeout 10m -v ./examples/...
+e2e: deps build ## the examples/ end-to-end tour (screenshot kept in bin/e2e/)
+	mkdir -p bin/e2e
+	$(GO) test -count=1 -timeout 10m -v -artifacts -outputdir $(CURDIR)/bin/e2e ./examples/...
 
 clean: ## remove build output
 	rm -rf bin
