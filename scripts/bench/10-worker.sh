@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The core worker benchmark, every row measured in this one run on this
+# machine against the local RabbitMQ and Redis:
+#   (a) ceiling: a bare amqp091-go consumer that only acks (prefetch 8)
+#   (b) celeriac worker, default settings, draining N celeriac.noop tasks
+#       published by Python Celery (no result backend)
+#   (c) the same with Redis results (and so the exactly-once guard, on by default)
+#   (c') the same with Redis results and --without-guard
+#   (d) Celery 5.2.6's prefork worker -c 2 on the same load
+#   (e) publish rate: celeriac send --count vs Python send_task
+#   (f) celeriac worker RSS when idle
+#   (g) RSS holding 100,000 tasks with a one-hour countdown
+# Drain rates count from the first message taken to the queue being empty.
+# Knobs: N (default 20000), ETA_N (default 100000).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PY=/usr/bin/python3
+N="${N:-20000}"
+ETA_N="${ETA_N:-100000}"
+AMQP="${CELERIAC_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//}"
+REDIS="${CELERIAC_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+export CELERY_BROKER_URL="$AMQP" PYTHONDONTWRITEBYTECODE=1
+tmp=$(mktemp -d)
+q="bench_worker_$$"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+go build -o "$tmp/celeriac" ./cmd/celeriac
+go build -o "$tmp/ceiling" ./scripts/bench/ceiling
+bench="$PY $(pwd)/scripts/bench/celery_bench.py"
+cd scripts/bench
+
+fill() { $bench publish "$q" "$N" >/dev/null; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+worker() { # extra flags…; runs a worker in the background, sets $wpid
+  "$tmp/celeriac" worker -b "$AMQP" -Q "$q" -l warning "$@" >"$tmp/worker.log" 2>&1 &
+  wpid=$!; pids+=("$wpid")
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+drain_celeriac() { # extra flags…
+  fill
+  worker "$@"
+  $bench drainrate "$q" "$N"
+  stop "$wpid"
+}
+
+# Declare the queue as Celery does, once, so every row starts alike.
+$bench publish "$q" 1 >/dev/null
+"$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n 1 >/dev/null
+
+fill
+a=$("$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n "$N")
+b=$(drain_celeriac)
+c=$(drain_celeriac --result-backend "$REDIS")
+c2=$(drain_celeriac --result-backend "$REDIS" --without-guard)
+fill
+$PY -m celery -A celery_bench worker -P prefork -c 2 -Q "$q" -l warning \
+  --without-gossip --without-mingle --without-heartbeat >"$tmp/celery.log" 2>&1 &
+cpid=$!; pids+=("$cpid")
+d=$($bench drainrate "$q" "$N")
+kill -TERM "$cpid"; wait "$cpid" 2>/dev/null || true
+
+e_go=$("$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" --count "$N" 2>/dev/null | sed -E 's/.*\(([0-9.]+) tasks\/s\).*/\1/')
+e_py=$($bench publish "$q" 5000)
+rabbitmqctl -q purge_queue "$q" >/dev/null
+
+worker
+for _ in $(seq 1 100); do grep -q . "/proc/$wpid/status" && break; sleep 0.02; done
+sleep 3 # let the idle worker settle before reading its RSS
+f=$(rss_kb "$wpid")
+stop "$wpid"
+
+"$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" --countdown 3600 --count "$ETA_N" >/dev/null 2>&1
+worker
+$bench drainrate "$q" "$ETA_N" >/dev/null
+sleep 2
+g=$(rss_kb "$wpid")
+stop "$wpid"
+
+ratio() { $PY -c "print('%.2f' % ($1 / $2))"; }
+mb() { $PY -c "print('%.1f' % ($1 / 1024))"; }
+cat <<TABLE
+| row | measure | value | ratio | target |
+|---|---|---|---|---|
+| (a) bare amqp091-go consumer, ack only | tasks/s | $a | 1.00 (anchor) | |
+| (b) celeriac worker, no results | tasks/s | $b | $(ratio "$b" "$a") × (a) | ≥ 0.85 |
+| (c) celeriac worker, Redis results, guard on | tasks/s | $c | $(ratio "$c" "$a") × (a) | ≥ 0.60 (guard ≥ 0.50) |
+| (c') celeriac worker, Redis results, guard off | tasks/s | $c2 | $(ratio "$c2" "$a") × (a) | |
+| (d) Celery 5.2.6 prefork -c 2, no results | tasks/s | $d | $(ratio "$d" "$a") × (a); celeriac (b) = $(ratio "$b" "$d") × Celery | |
+| (e) publish: celeriac send vs Python send_task | tasks/s | $e_go vs $e_py | $(ratio "$e_go" "$e_py") × Python | ≥ 10 |
+| (f) celeriac worker idle | RSS MB | $(mb "$f") | | ≤ 15 |
+| (g) holding $ETA_N tasks with 1 h countdown | RSS MB | $(mb "$g") | | ≤ 150 |
+
+N=$N no-op tasks per drain row; $(nproc) CPUs; RabbitMQ $(rabbitmqctl version 2>/dev/null), Celery $($PY -c 'import celery; print(celery.__version__)').
+TABLE
