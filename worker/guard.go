@@ -16,14 +16,15 @@ import (
 // visibility timeout restores it while it still runs, a beat fires twice.
 // The guard collapses all of these into one completion per task id:
 //
-//  1. Before running, a task whose id is marked done (or whose result
+//  1. Before running, the worker takes a short lease on the id
+//     (Config.GuardLease, renewed while the task runs). A copy that finds
+//     the lease held is neither run nor lost: it is parked in the broker
+//     and checks again a moment later. A crashed holder's lease lapses
+//     within seconds, so its task becomes runnable again quickly, not
+//     after a visibility timeout.
+//  2. Under the lease, a task whose id is marked done (or whose result
 //     backend holds a ready state, e.g. written by a Python worker) is a
-//     duplicate: it is acked and not run.
-//  2. The worker takes a short lease on the id (Config.GuardLease,
-//     renewed while the task runs). A copy that finds the lease held is
-//     neither run nor lost: it is parked in the broker and checks again a
-//     moment later. A crashed holder's lease lapses within seconds, so its
-//     task becomes runnable again quickly, not after a visibility timeout.
+//     duplicate: the lease is released, the message acked, nothing run.
 //  3. The lease's fencing token, larger than any issued before for the id,
 //     is in the handler's Request: pass it to what the task writes so a
 //     stale holder (one paused past its lease) can be refused. Losing the
@@ -62,15 +63,11 @@ func (w *Worker) guardEnter(j *job) bool {
 	}
 	ctx, cancel := settleCtx()
 	defer cancel()
-	name := guardName(j.t.ID)
-	if st, done, err := w.doneState(ctx, j); err != nil {
-		w.guardUnavailable(j, err)
-		return false
-	} else if done {
-		w.duplicate(j, st)
-		return false
-	}
-	lease, err := w.cfg.Locker.TryLock(ctx, name, lock.WithExpiry(w.cfg.GuardLease))
+	// The lease comes first and the done check after it: a holder marks
+	// the id done before releasing its lease, so a check made under the
+	// lease cannot miss a completion, and one round trip is saved over
+	// checking both before and after.
+	lease, err := w.cfg.Locker.TryLock(ctx, guardName(j.t.ID), lock.WithExpiry(w.cfg.GuardLease))
 	var taken *lock.TakenError
 	switch {
 	case errors.As(err, &taken):
@@ -85,8 +82,11 @@ func (w *Worker) guardEnter(j *job) bool {
 		w.guardUnavailable(j, err)
 		return false
 	}
-	// The previous holder may have finished between the check and the lease.
-	if st, found, err := w.cfg.Locker.Marked(ctx, name); err == nil && found {
+	if st, done, err := w.doneState(ctx, j); err != nil {
+		_ = lease.Unlock(ctx)
+		w.guardUnavailable(j, err)
+		return false
+	} else if done {
 		_ = lease.Unlock(ctx)
 		w.duplicate(j, st)
 		return false
