@@ -29,6 +29,13 @@ var (
 	ErrNotRegistered = errors.New("worker: task not registered")
 )
 
+// DefaultConcurrency is the number of task slots a worker has unless told
+// otherwise: 4 per CPU, at least 8. Celery's prefork default is one
+// process per CPU; a Go worker's slots are goroutines, and tasks that wait
+// on the network (including the result backend and the exactly-once
+// guard's round trips) overlap instead of leaving CPUs idle.
+func DefaultConcurrency() int { return max(8, 4*runtime.NumCPU()) }
+
 // Config configures a Worker. The zero value of each optional field means
 // Celery's default.
 type Config struct {
@@ -39,8 +46,8 @@ type Config struct {
 	Backend broker.ResultBackend
 	// Queues to consume. Default: Celery's "celery" queue.
 	Queues []broker.Queue
-	// Concurrency is how many tasks run at once. Default: the number of
-	// CPUs, as Celery's -c.
+	// Concurrency is how many tasks run at once. Default
+	// DefaultConcurrency().
 	Concurrency int
 	// PrefetchMultiplier: unacknowledged messages in flight are
 	// Concurrency × PrefetchMultiplier. Default 4.
@@ -164,7 +171,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: Config.Concurrency must be positive, got %d", cfg.Concurrency)
 	}
 	if cfg.Concurrency == 0 {
-		cfg.Concurrency = runtime.NumCPU()
+		cfg.Concurrency = DefaultConcurrency()
 	}
 	if cfg.PrefetchMultiplier < 0 {
 		return nil, fmt.Errorf("worker: Config.PrefetchMultiplier must not be negative, got %d", cfg.PrefetchMultiplier)

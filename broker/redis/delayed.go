@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -47,13 +46,7 @@ const moveBatch = 100
 
 // PublishAt parks p in Redis until at, then routes it.
 func (b *Broker) PublishAt(ctx context.Context, p broker.Publishing, at time.Time) error {
-	if b.isClosed() {
-		return broker.ErrClosed
-	}
-	if p.Message == nil {
-		return errors.New("redis: Publishing.Message is nil")
-	}
-	env, _, err := encodeEnvelope(p.Message, p.Exchange, p.RoutingKey)
+	env, err := b.envelopeFor(p)
 	if err != nil {
 		return err
 	}

@@ -298,13 +298,7 @@ func (b *Broker) Declare(ctx context.Context, q broker.Queue) error {
 // Publish routes p as kombu would: PUBLISH for fanout exchanges, LPUSH to
 // each bound queue's priority list otherwise.
 func (b *Broker) Publish(ctx context.Context, p broker.Publishing) error {
-	if b.isClosed() {
-		return broker.ErrClosed
-	}
-	if p.Message == nil {
-		return errors.New("redis: Publishing.Message is nil")
-	}
-	env, _, err := encodeEnvelope(p.Message, p.Exchange, p.RoutingKey)
+	env, err := b.envelopeFor(p)
 	if err != nil {
 		return err
 	}
@@ -486,4 +480,16 @@ func (b *Broker) closeClient() {
 	if b.ownClient {
 		_ = b.rdb.Close()
 	}
+}
+
+// envelopeFor checks a publishing and encodes it in kombu's envelope.
+func (b *Broker) envelopeFor(p broker.Publishing) ([]byte, error) {
+	if b.isClosed() {
+		return nil, broker.ErrClosed
+	}
+	if p.Message == nil {
+		return nil, errors.New("redis: Publishing.Message is nil")
+	}
+	env, _, err := encodeEnvelope(p.Message, p.Exchange, p.RoutingKey)
+	return env, err
 }

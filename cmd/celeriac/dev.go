@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/celeriac/celeriac/beat"
 
 	"github.com/celeriac/celeriac/devmode"
+	"github.com/celeriac/celeriac/worker"
 )
 
 func init() {
@@ -34,7 +34,7 @@ func (f *devFlags) parse(e *env, args []string) error {
 		fs.StringVar(&f.queues, n, "celery", "comma-separated queues to consume")
 	}
 	for _, n := range []string{"c", "concurrency"} {
-		fs.IntVar(&f.concurrency, n, runtime.NumCPU(), "tasks run at once")
+		fs.IntVar(&f.concurrency, n, worker.DefaultConcurrency(), "tasks run at once (goroutines)")
 	}
 	for _, n := range []string{"E", "task-events"} {
 		fs.BoolVar(&f.taskEvents, n, false, "send task events")

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"time"
 
@@ -50,7 +49,7 @@ func (f *workerFlags) parse(e *env, args []string) error {
 		fs.StringVar(&f.queues, n, "celery", "comma-separated queues to consume")
 	}
 	for _, n := range []string{"c", "concurrency"} {
-		fs.IntVar(&f.concurrency, n, runtime.NumCPU(), "tasks run at once")
+		fs.IntVar(&f.concurrency, n, worker.DefaultConcurrency(), "tasks run at once (goroutines)")
 	}
 	fs.IntVar(&f.prefetch, "prefetch-multiplier", 4, "unacknowledged messages per concurrency slot")
 	for _, n := range []string{"n", "hostname"} {
