@@ -45,7 +45,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.wait, "wait", false, "wait for the result; print it as JSON, exit non-zero if the task failed")
 	fs.DurationVar(&f.timeout, "timeout", 60*time.Second, "with --wait: give up after this long")
 	fs.StringVar(&f.taskID, "task-id", "", "task id (default: a new UUID; only with --count 1)")
-	fs.IntVar(&f.publishers, "publishers", 8, "concurrent publishers for --count")
+	fs.IntVar(&f.publishers, "publishers", 64, "concurrent publishers for --count")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err

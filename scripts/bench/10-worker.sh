@@ -7,7 +7,8 @@
 #   (c) the same with Redis results (and so the exactly-once guard, on by default)
 #   (c') the same with Redis results and --without-guard
 #   (d) Celery 5.2.6's prefork worker -c 2 on the same load
-#   (e) publish rate: celeriac send --count vs Python send_task
+#   (e) publish rate: celeriac send --count vs Python send_task, Python with
+#       and without publisher confirms (celeriac always confirms)
 #   (f) celeriac worker RSS when idle
 #   (g) RSS holding 100,000 tasks with a one-hour countdown
 # Drain rates count from the first message taken to the queue being empty.
@@ -68,6 +69,7 @@ kill -TERM "$cpid"; wait "$cpid" 2>/dev/null || true
 
 e_go=$("$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" --count "$N" 2>/dev/null | sed -E 's/.*\(([0-9.]+) tasks\/s\).*/\1/')
 e_py=$($bench publish "$q" 5000)
+e_pyc=$(CONFIRM=1 $bench publish "$q" 2000)
 rabbitmqctl -q purge_queue "$q" >/dev/null
 
 worker
@@ -93,7 +95,8 @@ cat <<TABLE
 | (c) celeriac worker, Redis results, guard on | tasks/s | $c | $(ratio "$c" "$a") × (a) | ≥ 0.60 (guard ≥ 0.50) |
 | (c') celeriac worker, Redis results, guard off | tasks/s | $c2 | $(ratio "$c2" "$a") × (a) | |
 | (d) Celery 5.2.6 prefork -c 2, no results | tasks/s | $d | $(ratio "$d" "$a") × (a); celeriac (b) = $(ratio "$b" "$d") × Celery | |
-| (e) publish: celeriac send vs Python send_task | tasks/s | $e_go vs $e_py | $(ratio "$e_go" "$e_py") × Python | ≥ 10 |
+| (e) publish: celeriac send (confirmed) vs Python send_task (unconfirmed, Celery's default) | tasks/s | $e_go vs $e_py | $(ratio "$e_go" "$e_py") × Python | ≥ 10 |
+| (e') publish: both with publisher confirms | tasks/s | $e_go vs $e_pyc | $(ratio "$e_go" "$e_pyc") × Python | |
 | (f) celeriac worker idle | RSS MB | $(mb "$f") | | ≤ 15 |
 | (g) holding $ETA_N tasks with 1 h countdown | RSS MB | $(mb "$g") | | ≤ 150 |
 

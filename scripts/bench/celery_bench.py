@@ -1,6 +1,7 @@
 """Helpers for scripts/bench/10-worker.sh, run with Debian's Celery.
 
   publish QUEUE N        send N celeriac.noop tasks with send_task; prints tasks/s
+                         (CONFIRM=1: with publisher confirms)
   drainrate QUEUE N      wait while QUEUE drains; prints tasks/s from the first
                          message taken to the queue being empty
 """
@@ -12,6 +13,8 @@ from celery import Celery
 
 app = Celery("bench", broker=os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"))
 app.conf.task_serializer = "json"
+if os.environ.get("CONFIRM") == "1":  # publisher confirms, as celeriac always uses
+    app.conf.broker_transport_options = {"confirm_publish": True}
 
 
 @app.task(name="celeriac.noop")
