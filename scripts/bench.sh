@@ -14,3 +14,7 @@ for b in scripts/bench/*.sh; do
   "$b" | tee "bench-results/$name.md"
   echo
 done
+# The worker table also becomes the README's chart.
+if [ -s bench-results/10-worker.md ]; then
+  /usr/bin/python3 scripts/bench/chart.py bench-results/10-worker.md docs/bench-worker.svg
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The core worker benchmark, every row measured in this one run on this
 # machine against the local RabbitMQ and Redis:
-#   (a) ceiling: a bare amqp091-go consumer that only acks (prefetch 8)
+#   (a) ceiling: a bare amqp091-go consumer that only acks, with the worker's
+#       default prefetch (default concurrency × 4)
 #   (b) celeriac worker, default settings, draining N celeriac.noop tasks
 #       published by Python Celery (no result backend)
 #   (c) the same with Redis results (and so the exactly-once guard, on by default)
@@ -56,7 +57,8 @@ $bench publish "$q" 1 >/dev/null
 "$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n 1 >/dev/null
 
 fill
-a=$("$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n "$N")
+prefetch=$(( ( $(nproc) * 4 > 8 ? $(nproc) * 4 : 8 ) * 4 ))
+a=$("$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n "$N" -prefetch "$prefetch")
 b=$(drain_celeriac)
 c=$(drain_celeriac --result-backend "$REDIS")
 c2=$(drain_celeriac --result-backend "$REDIS" --without-guard)
@@ -100,5 +102,5 @@ cat <<TABLE
 | (f) celeriac worker idle | RSS MB | $(mb "$f") | | ≤ 15 |
 | (g) holding $ETA_N tasks with 1 h countdown | RSS MB | $(mb "$g") | | ≤ 150 |
 
-N=$N no-op tasks per drain row; $(nproc) CPUs; RabbitMQ $(rabbitmqctl version 2>/dev/null), Celery $($PY -c 'import celery; print(celery.__version__)').
+N=$N no-op tasks per drain row; prefetch $prefetch for (a)–(c'); $(nproc) CPUs; RabbitMQ $(rabbitmqctl version 2>/dev/null), Celery $($PY -c 'import celery; print(celery.__version__)').
 TABLE
