@@ -44,10 +44,14 @@ func goWorker(t *testing.T, brokerURL, queue, counterHash string, cfg Config, mu
 	}
 	counter := b.Client()
 	err = w.Register("tasks.shared", worker.Func(func(ctx context.Context, key string) (string, error) {
-		if err := counter.HIncrBy(ctx, counterHash, key, 1).Err(); err != nil {
-			return "", err
-		}
-		return "go", counter.HIncrBy(ctx, counterHash+":by", "go", 1).Err()
+		// Both counts in one transaction: a test that sees the first
+		// must see the second.
+		_, err := counter.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.HIncrBy(ctx, counterHash+":by", "go", 1)
+			p.HIncrBy(ctx, counterHash, key, 1)
+			return nil
+		})
+		return "go", err
 	}, worker.ArgNames("key")))
 	if err != nil {
 		t.Fatal(err)

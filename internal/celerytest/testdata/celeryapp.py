@@ -52,8 +52,11 @@ def py_echo(*args, **kwargs):
 @app.task(name="tasks.shared")
 def shared(key):
     """Counts its executions per key; celeriac registers the same name."""
-    counter().hincrby(os.environ["COUNTER_HASH"], key, 1)
-    counter().hincrby(os.environ["COUNTER_HASH"] + ":by", "python", 1)
+    # Both counts in one transaction: a test that sees the first sees the second.
+    with counter().pipeline(transaction=True) as pipe:
+        pipe.hincrby(os.environ["COUNTER_HASH"] + ":by", "python", 1)
+        pipe.hincrby(os.environ["COUNTER_HASH"], key, 1)
+        pipe.execute()
     return "python"
 
 
