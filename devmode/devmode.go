@@ -158,6 +158,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("devmode: worker: %w", err)
 	}
 	if len(s.cfg.Schedule) > 0 {
+		s.warnUnrunnable()
 		if err := s.startBeat(ctx, url); err != nil {
 			return err
 		}
@@ -165,6 +166,22 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	log.Info("dev mode running: not for production, everything is lost on exit",
 		"CELERY_BROKER_URL", url, "CELERY_RESULT_BACKEND", url)
 	return nil
+}
+
+// warnUnrunnable says which scheduled tasks this worker does not run: they
+// fail as NotRegistered unless a Python worker on the same broker takes
+// them first.
+func (s *Server) warnUnrunnable() {
+	known := map[string]bool{}
+	for _, n := range s.w.TaskNames() {
+		known[n] = true
+	}
+	for _, e := range s.cfg.Schedule {
+		if !known[e.Task] {
+			s.cfg.Logger.Warn("beat sends a task this worker does not run; register it, or run a Celery worker against the same URLs",
+				"entry", e.Name, "task", e.Task)
+		}
+	}
 }
 
 // startBeat runs beat on the embedded server, through the worker's
