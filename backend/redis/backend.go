@@ -99,19 +99,10 @@ func Open(ctx context.Context, rawURL string, opts broker.BackendOptions) (broke
 		Expires:    opts.Expires,
 		Serializer: opts.Serializer,
 		Logger:     opts.Logger,
-		ClientName: clientName(opts.Name),
+		ClientName: opts.Name,
 	})
 }
 
-// clientName makes a name CLIENT SETNAME accepts (no spaces or newlines).
-func clientName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r <= ' ' || r > '~' {
-			return '_'
-		}
-		return r
-	}, s)
-}
 
 // New checks cfg, connects and pings the server, so that a wrong URL or an
 // unreachable Redis is reported at start-up.

@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		if pfx != "" && cfg.GlobalKeyPrefix == "" {
 			b.cfg.GlobalKeyPrefix = pfx
 		}
-		rc, err := redisurl.Parse(raw, redisurl.Options{ClientName: clientName(cfg.Options.Name)})
+		rc, err := redisurl.Parse(raw, redisurl.Options{ClientName: cfg.Options.Name})
 		if err != nil {
 			return nil, fmt.Errorf("redis: Config.URL: %w", err)
 		}
@@ -179,16 +179,6 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-// clientName makes Options.Name acceptable to CLIENT SETNAME, which
-// refuses spaces and anything outside printable ASCII.
-func clientName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r <= ' ' || r > '~' {
-			return '_'
-		}
-		return r
-	}, s)
-}
 
 // splitTransportOptions removes kombu transport options Celery users put
 // in the URL (visibility_timeout, global_keyprefix) before the URL is

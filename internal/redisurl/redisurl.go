@@ -135,7 +135,7 @@ func (p *parser) parse(raw string) error {
 	}
 	scheme := strings.ToLower(chunks[0][:i])
 	o := &p.out.Universal
-	o.ClientName = p.opts.ClientName
+	o.ClientName = clientName(p.opts.ClientName)
 	switch scheme {
 	case "redis", "rediss":
 		if len(chunks) > 1 {
@@ -514,4 +514,15 @@ func redactOne(s string) string {
 		}
 	}
 	return s
+}
+
+// clientName makes a name CLIENT SETNAME accepts: it refuses spaces and
+// anything outside printable ASCII.
+func clientName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' {
+			return '_'
+		}
+		return r
+	}, s)
 }

@@ -260,3 +260,13 @@ func TestNewClientKinds(t *testing.T) {
 		_ = c.Close()
 	}
 }
+
+func TestClientNameSanitized(t *testing.T) {
+	c, err := Parse("redis://127.0.0.1:6379/0", Options{ClientName: "celeriac worker on é\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Universal.ClientName; got != "celeriac_worker_on___" {
+		t.Errorf("ClientName = %q", got)
+	}
+}
