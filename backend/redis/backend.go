@@ -103,7 +103,6 @@ func Open(ctx context.Context, rawURL string, opts broker.BackendOptions) (broke
 	})
 }
 
-
 // New checks cfg, connects and pings the server, so that a wrong URL or an
 // unreachable Redis is reported at start-up.
 func New(ctx context.Context, cfg Config) (*Backend, error) {

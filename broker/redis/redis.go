@@ -179,7 +179,6 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-
 // splitTransportOptions removes kombu transport options Celery users put
 // in the URL (visibility_timeout, global_keyprefix) before the URL is
 // parsed for the connection.
