@@ -38,12 +38,27 @@ import (
 var (
 	// acquireScript: one Redis. KEYS lock, counter; ARGV value, lease ms,
 	// counter TTL ms, "1" to issue a token. -1 when the lock is taken.
+	// It also returns the name's mark (KEYS[3]), read under the new lease,
+	// so a caller that checks for finished work needs no second trip:
+	// {-1} when taken, else {token, mark or nil}.
 	acquireScript = goredis.NewScript(`
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
-if ARGV[4] ~= '1' then return 0 end
-local t = redis.call('INCR', KEYS[2])
-if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
-return t`)
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
+local t = 0
+if ARGV[4] == '1' then
+  t = redis.call('INCR', KEYS[2])
+  if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+end
+return {t, redis.call('GET', KEYS[3])}`)
+	// markReleaseScript: one Redis. Marks the name done (KEYS[2] = ARGV[2]
+	// for ARGV[3] ms) and deletes the lock (KEYS[1]) if it still holds our
+	// value ARGV[1]; 1 if it did.
+	markReleaseScript = goredis.NewScript(`
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`)
 	// fenceRead: the counter, if we hold the lock here.
 	fenceRead = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end

@@ -21,6 +21,7 @@ type Lease struct {
 	key    string
 	token  uint64
 	expiry time.Duration
+	mark   *seenMark // read at acquisition on a single Redis; nil otherwise
 
 	op sync.Mutex // serializes calls on m, which is not goroutine-safe
 	m  *redsync.Mutex

@@ -224,10 +224,11 @@ func (l *Locker) attempt(ctx context.Context, name string, o options) (*Lease, e
 		m     *redsync.Mutex
 		until time.Time
 		token uint64
+		mark  *seenMark
 		err   error
 	)
 	if len(l.clients) == 1 {
-		m, until, token, err = l.acquireOne(ctx, name, key, o)
+		m, until, token, mark, err = l.acquireOne(ctx, name, key, o)
 	} else {
 		m, until, token, err = l.acquireQuorum(ctx, name, key, o)
 	}
@@ -238,33 +239,44 @@ func (l *Locker) attempt(ctx context.Context, name string, o options) (*Lease, e
 		l.release(m)
 		return nil, fmt.Errorf("lock %q: %w (acquisition took longer than the lease)", name, ErrExpired)
 	}
-	lease := &Lease{l: l, name: name, key: key, m: m, token: token, expiry: o.expiry, done: make(chan struct{})}
+	lease := &Lease{l: l, name: name, key: key, m: m, token: token, expiry: o.expiry, mark: mark, done: make(chan struct{})}
 	lease.start(until)
 	return lease, nil
 }
 
 // acquireOne takes the lock and its token on a single Redis in one
 // script, one round trip; redsync then renews and releases it.
-func (l *Locker) acquireOne(ctx context.Context, name, key string, o options) (*redsync.Mutex, time.Time, uint64, error) {
+func (l *Locker) acquireOne(ctx context.Context, name, key string, o options) (*redsync.Mutex, time.Time, uint64, *seenMark, error) {
 	value, err := newValue()
 	if err != nil {
-		return nil, time.Time{}, 0, err
+		return nil, time.Time{}, 0, nil, err
 	}
 	withToken := "1"
 	if o.noToken {
 		withToken = "0"
 	}
 	start := time.Now()
-	v, err := acquireScript.Run(ctx, l.clients[0], []string{key, tokenKey(key)},
-		value, o.expiry.Milliseconds(), l.tokenTTLms(), withToken).Int64()
+	res, err := acquireScript.Run(ctx, l.clients[0], []string{key, tokenKey(key), key + markSuffix},
+		value, o.expiry.Milliseconds(), l.tokenTTLms(), withToken).Slice()
 	if err != nil {
-		return nil, time.Time{}, 0, fmt.Errorf("lock %q: %w: %w", name, ErrNoQuorum, err)
+		return nil, time.Time{}, 0, nil, fmt.Errorf("lock %q: %w: %w", name, ErrNoQuorum, err)
 	}
+	v, _ := res[0].(int64)
 	if v < 0 {
-		return nil, time.Time{}, 0, &TakenError{Name: name, Nodes: []int{0}}
+		return nil, time.Time{}, 0, nil, &TakenError{Name: name, Nodes: []int{0}}
+	}
+	mk := &seenMark{}
+	if len(res) > 1 {
+		mk.value, mk.found = res[1].(string)
 	}
 	m := l.rs.NewMutex(key, redsync.WithExpiry(o.expiry), redsync.WithTries(1), redsync.WithValue(value))
-	return m, validity(start, o.expiry), uint64(v), nil
+	return m, validity(start, o.expiry), uint64(v), mk, nil
+}
+
+// seenMark is a name's mark as read when its lease was taken.
+type seenMark struct {
+	value string
+	found bool
 }
 
 // validity is Redlock's: the lease's length from the start of the

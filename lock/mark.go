@@ -17,7 +17,58 @@ import (
 // majority; any two majorities share a server, so a mark that was written
 // is always seen, even with one of three Redlock masters down.
 
-func (l *Locker) markKey(name string) string { return l.key(name) + ":done" }
+// markSuffix follows the lock's key: same hash tag, same Cluster slot.
+const markSuffix = ":done"
+
+func (l *Locker) markKey(name string) string { return l.key(name) + markSuffix }
+
+// MarkSeen returns the lease's name's mark as read when the lease was
+// taken, with ok true, on a single Redis (where it costs no extra trip);
+// with several servers ok is false and the caller uses Locker.Marked.
+// Read under the lease, it cannot miss the mark of a holder that marked
+// before releasing.
+func (le *Lease) MarkSeen() (value string, found, ok bool) {
+	if le.mark == nil {
+		return "", false, false
+	}
+	return le.mark.value, le.mark.found, true
+}
+
+// MarkAndUnlock marks the lease's name done with value for ttl, then
+// releases the lease: on a single Redis in one script, one round trip;
+// otherwise Mark, then Unlock. The mark is written even if the lease was
+// lost meanwhile (the work it records is done either way); the error then
+// wraps ErrNotHeld, as Unlock's does.
+func (le *Lease) MarkAndUnlock(ctx context.Context, value string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("lock: mark %q: ttl must be positive", le.name)
+	}
+	if len(le.l.clients) != 1 {
+		if err := le.l.Mark(ctx, le.name, value, ttl); err != nil {
+			_ = le.Unlock(ctx)
+			return err
+		}
+		return le.Unlock(ctx)
+	}
+	prior := le.Err()
+	le.end(ErrReleased)
+	le.keepers.Wait()
+	le.op.Lock()
+	ours, err := markReleaseScript.Run(ctx, le.l.clients[0], []string{le.key, le.key + markSuffix},
+		le.m.Value(), value, ttl.Milliseconds()).Int64()
+	le.op.Unlock()
+	switch {
+	case err != nil:
+		return fmt.Errorf("lock: mark %q: %w", le.name, err)
+	case prior == ErrReleased:
+		return fmt.Errorf("lock %q: %w: already unlocked", le.name, ErrNotHeld)
+	case prior != nil:
+		return fmt.Errorf("lock %q: %w: %w", le.name, ErrNotHeld, prior)
+	case ours == 0:
+		return fmt.Errorf("lock %q: %w: the key no longer holds our value", le.name, ErrNotHeld)
+	}
+	return nil
+}
 
 // Mark records name as done, with value, for ttl.
 func (l *Locker) Mark(ctx context.Context, name, value string, ttl time.Duration) error {

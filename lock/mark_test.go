@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -68,6 +69,45 @@ func TestMarks(t *testing.T) {
 			}
 			if err := l.Mark(ctx, "task-2", "x", 0); err == nil {
 				t.Error("a mark without ttl was accepted")
+			}
+		})
+	}
+}
+
+// TestMarkAndUnlock: the guard's two steps in one — mark done and release —
+// and the mark read back by the next holder's acquisition.
+func TestMarkAndUnlock(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(map[int]string{1: "single", 3: "majority"}[n], func(t *testing.T) {
+			l, _ := markLocker(t, n)
+			ctx := ctxFor(t, 10*time.Second)
+			name := testenv.Prefix(t)
+			first, err := l.TryLock(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, found, ok := first.MarkSeen(); ok != (n == 1) || found {
+				t.Fatalf("MarkSeen on a fresh name: found %v, ok %v", found, ok)
+			}
+			if err := first.MarkAndUnlock(ctx, "SUCCESS", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if !errors.Is(first.Err(), ErrReleased) {
+				t.Fatalf("lease after MarkAndUnlock: %v", first.Err())
+			}
+			if v, found, err := l.Marked(ctx, name); err != nil || !found || v != "SUCCESS" {
+				t.Fatalf("Marked: %q %v %v", v, found, err)
+			}
+			second, err := l.TryLock(ctx, name) // released: free at once
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer second.Unlock(ctx)
+			if v, found, ok := second.MarkSeen(); n == 1 && (!ok || !found || v != "SUCCESS") {
+				t.Fatalf("MarkSeen after a mark: %q %v %v", v, found, ok)
+			}
+			if err := first.MarkAndUnlock(ctx, "SUCCESS", time.Minute); !errors.Is(err, ErrNotHeld) {
+				t.Fatalf("second MarkAndUnlock: %v, want ErrNotHeld", err)
 			}
 		})
 	}

@@ -82,7 +82,7 @@ func (w *Worker) guardEnter(j *job) bool {
 		w.guardUnavailable(j, err)
 		return false
 	}
-	if st, done, err := w.doneState(ctx, j); err != nil {
+	if st, done, err := w.doneState(ctx, j, lease); err != nil {
 		_ = lease.Unlock(ctx)
 		w.guardUnavailable(j, err)
 		return false
@@ -98,10 +98,16 @@ func (w *Worker) guardEnter(j *job) bool {
 
 // doneState reports a terminal state recorded for j's id: the guard's mark,
 // or a ready state in the result backend.
-func (w *Worker) doneState(ctx context.Context, j *job) (string, bool, error) {
-	st, found, err := w.cfg.Locker.Marked(ctx, guardName(j.t.ID))
-	if err != nil || found {
-		return st, found, err
+func (w *Worker) doneState(ctx context.Context, j *job, lease *lock.Lease) (string, bool, error) {
+	st, found, read := lease.MarkSeen() // read with the lease, on one Redis
+	if !read {
+		var err error
+		if st, found, err = w.cfg.Locker.Marked(ctx, guardName(j.t.ID)); err != nil {
+			return "", false, err
+		}
+	}
+	if found {
+		return st, true, nil
 	}
 	if w.cfg.Backend != nil {
 		m, err := w.cfg.Backend.Get(ctx, j.t.ID)
@@ -165,13 +171,18 @@ func (w *Worker) guardExit(j *job, terminal string) {
 	}
 	ctx, cancel := settleCtx()
 	defer cancel()
+	var err error
 	if terminal != "" {
-		if err := w.cfg.Locker.Mark(ctx, guardName(j.t.ID), terminal, w.cfg.GuardWindow); err != nil {
-			w.log.Error("marking a task done failed; a redelivery may run it again", logTaskID, j.t.ID, "error", err)
-		}
+		err = j.lease.MarkAndUnlock(ctx, terminal, w.cfg.GuardWindow)
+	} else {
+		err = j.lease.Unlock(ctx)
 	}
-	if err := j.lease.Unlock(ctx); err != nil && !errors.Is(err, lock.ErrReleased) {
+	switch {
+	case err == nil, errors.Is(err, lock.ErrReleased):
+	case errors.Is(err, lock.ErrNotHeld):
 		w.log.Warn("releasing a task lease failed; it lapses by itself", logTaskID, j.t.ID, "error", err)
+	default:
+		w.log.Error("marking a task done failed; a redelivery may run it again", logTaskID, j.t.ID, "error", err)
 	}
 	j.lease = nil
 }
