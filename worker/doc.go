@@ -19,13 +19,13 @@
 //	         → admit: revoked? expired? unknown task? ETA in the future
 //	           (hold in memory, or park in the broker when far off)?
 //	           rate limit? (consume.go, admit.go, eta.go, ratelimit.go)
-//	         → guard: done marker, result backend, lease (guard.go)
+//	         → guard: lease, done marker, result backend (guard.go)
 //	         → run: a bounded pool of Config.Concurrency slots, with soft
 //	           and hard time limits (runq.go, execute.go)
 //	         → store: STARTED/SUCCESS/FAILURE/RETRY/REVOKED in Celery's
 //	           format; retries republished; chains, groups and chord
 //	           callbacks applied (record.go, retry.go, canvas.go)
-//	         → ack (or ack early for TaskOptions.AckEarly)
+//	         → ack (or ack early with the AckEarly task option)
 //
 // Events (task-received … task-succeeded, worker heartbeats) are emitted on
 // the way when Config.TaskEvents is set (events.go), the pidbox remote
@@ -49,7 +49,7 @@
 // leases hold. What is not: a side effect a handler made before the worker
 // crashed, with no terminal state stored yet, happens again when the task
 // re-runs — make such writes idempotent or fence them with the token.
-// TaskOptions.Unguarded opts a task out; with no Locker the worker runs
+// The Unguarded task option opts a task out; with no Locker the worker runs
 // at-least-once, as Celery does, and says so at start-up.
 //
 // # Memory
