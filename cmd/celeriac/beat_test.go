@@ -15,13 +15,7 @@ import (
 )
 
 func TestBeatFlags(t *testing.T) {
-	tests := []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		check   func(t *testing.T, f *beatFlags)
-		wantErr string
-	}{
+	tests := []flagCase[beatFlags]{
 		{"defaults", []string{"--schedule", "b.yaml"}, nil, func(t *testing.T, f *beatFlags) {
 			if f.schedule != "b.yaml" || f.lease != 10*time.Second || f.redis() != defaultBeatRedis || f.catchUp != "run-once" || f.name != "default" {
 				t.Errorf("%+v", f)
@@ -53,23 +47,7 @@ func TestBeatFlags(t *testing.T) {
 		{"bad catch-up", []string{"--catch-up", "all"}, nil, nil, "--catch-up"},
 		{"stray argument", []string{"extra"}, nil, nil, "usage"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e, _, _ := testEnv(tc.env)
-			var f beatFlags
-			err := f.parse(e, tc.args)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.check(t, &f)
-		})
-	}
+	runFlagCases(t, tests, (*beatFlags).parse)
 }
 
 func TestBeatNeedsASchedule(t *testing.T) {

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"os"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/celeriac/celeriac/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -25,22 +26,8 @@ func testEnv(vars map[string]string) (*env, *syncBuffer, *syncBuffer) {
 	return &env{stdout: out, stderr: errOut, getenv: func(k string) string { return vars[k] }}, out, errOut
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer captures output written concurrently.
+type syncBuffer = testenv.Buffer
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
@@ -50,5 +37,37 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met before the deadline")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// flagCase is one command line for a subcommand's flag parser: either
+// check inspects the parsed flags, or wantErr is part of the error.
+type flagCase[F any] struct {
+	name    string
+	args    []string
+	env     map[string]string
+	check   func(t *testing.T, f *F)
+	wantErr string
+}
+
+// runFlagCases parses each case's args with parse, as the subcommand does.
+func runFlagCases[F any](t *testing.T, cases []flagCase[F], parse func(f *F, e *env, args []string) error) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _, _ := testEnv(tc.env)
+			var f F
+			err := parse(&f, e, tc.args)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, &f)
+		})
 	}
 }

@@ -8,13 +8,7 @@ import (
 )
 
 func TestWorkerFlags(t *testing.T) {
-	tests := []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		check   func(t *testing.T, f *workerFlags)
-		wantErr string
-	}{
+	tests := []flagCase[workerFlags]{
 		{"defaults", nil, nil, func(t *testing.T, f *workerFlags) {
 			if f.conn.brokerURL != defaultBrokerURL || f.conn.backendURL != "" || f.queues != "celery" || f.prefetch != 4 {
 				t.Errorf("%+v", f)
@@ -41,23 +35,7 @@ func TestWorkerFlags(t *testing.T) {
 		{"empty queues", []string{"-Q", " , "}, nil, nil, "--queues"},
 		{"stray argument", []string{"extra"}, nil, nil, "usage"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e, _, _ := testEnv(tc.env)
-			var f workerFlags
-			err := f.parse(e, tc.args)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.check(t, &f)
-		})
-	}
+	runFlagCases(t, tests, (*workerFlags).parse)
 }
 
 func TestWorkerRejectsBadConfigAtStartup(t *testing.T) {
