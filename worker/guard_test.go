@@ -102,7 +102,13 @@ func TestGuardConcurrentCopiesAndFencing(t *testing.T) {
 	r := e.send("tasks.slow", nil, nil, broker.WithTaskID("same"))
 	e.send("tasks.slow", nil, nil, broker.WithTaskID("same"))
 	waitFor(t, func() bool { return runs.Load() == 1 })
-	// The second copy found the lease held and was parked, not run.
+	// The second copy finds the lease held and is parked, not run. Wait
+	// for that before releasing the first: on a loaded machine the copy
+	// may still be on its way to the guard.
+	waitFor(t, func() bool {
+		_, body := get(t, e.w.HTTPHandler(), "/metrics")
+		return strings.Contains(body, `celeriac_guard_total{hostname="test@host",outcome="busy"} 1`)
+	})
 	e.waitQueue(0)
 	close(release)
 	if m := e.wait(r); m.Status != broker.StateSuccess {
