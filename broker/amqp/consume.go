@@ -58,6 +58,30 @@ type attachment struct {
 	// Both guarded by consumer.mu.
 	unsettled int
 	cancelled bool
+	// rpc serialises synchronous methods (qos, consume, cancel) on ch:
+	// amqp091-go matches replies to callers by arrival order alone, so two
+	// at once can take each other's reply ("unexpected command received")
+	// and leave a consumer registered that nobody reads, its prefetched
+	// messages stranded unacked.
+	rpc sync.Mutex
+}
+
+func (a *attachment) qos(n int) error {
+	a.rpc.Lock()
+	defer a.rpc.Unlock()
+	return a.ch.Qos(n, 0, false)
+}
+
+func (a *attachment) consume(queue, tag string, noAck bool) (<-chan amqp.Delivery, error) {
+	a.rpc.Lock()
+	defer a.rpc.Unlock()
+	return a.ch.Consume(queue, tag, noAck, false, false, false, nil)
+}
+
+func (a *attachment) cancel(tag string) error {
+	a.rpc.Lock()
+	defer a.rpc.Unlock()
+	return a.ch.Cancel(tag, false)
 }
 
 // Consume implements broker.Broker.
@@ -141,7 +165,7 @@ func (c *consumer) consumeLocked(a *attachment, queue string) error {
 	if len(tag) > 255 {
 		tag = c.tag + "." + strconv.FormatUint(tagSeq.Add(1), 10)
 	}
-	ds, err := a.ch.Consume(queue, tag, c.noAck, false, false, false, nil)
+	ds, err := a.consume(queue, tag, c.noAck)
 	if err != nil {
 		if notFound(err) {
 			return fmt.Errorf("%w: %q", broker.ErrQueueNotFound, queue)
@@ -296,7 +320,7 @@ func (c *consumer) cancelAll(a *attachment) {
 		// An error means the channel is closing: its delivery channels
 		// close with it and its deliveries are requeued. Cancel the
 		// others anyway, so none is left open.
-		if err := a.ch.Cancel(tag, false); err != nil {
+		if err := a.cancel(tag); err != nil {
 			c.t.log.Debug("amqp: cancelling a consumer", "tag", tag, "error", err)
 		}
 	}
@@ -377,7 +401,7 @@ func (c *consumer) CancelQueue(ctx context.Context, name string) error {
 	}
 	c.mu.Unlock()
 	if tag != "" {
-		if err := a.ch.Cancel(tag, false); err != nil && !a.ch.IsClosed() {
+		if err := a.cancel(tag); err != nil && !a.ch.IsClosed() {
 			return fmt.Errorf("amqp: cancel %q: %w", name, err)
 		}
 	}
@@ -408,7 +432,7 @@ func (c *consumer) SetPrefetch(ctx context.Context, n int) error {
 	if a == nil {
 		return nil // applied on reattach
 	}
-	if err := a.ch.Qos(n, 0, false); err != nil {
+	if err := a.qos(n); err != nil {
 		return fmt.Errorf("amqp: basic.qos: %w", err)
 	}
 	for _, q := range c.queues {
@@ -420,7 +444,7 @@ func (c *consumer) SetPrefetch(ctx context.Context, n int) error {
 			// Cancel blocks for a round trip, and the forwarder of the old
 			// tag takes c.mu when it ends; release it meanwhile.
 			c.mu.Unlock()
-			err := a.ch.Cancel(old, false)
+			err := a.cancel(old)
 			c.mu.Lock()
 			if err != nil {
 				return fmt.Errorf("amqp: re-consume %q: %w", q.Name, err)
