@@ -98,7 +98,7 @@ func (w *Worker) stats() map[string]any {
 			"timeouts": []any{0, 0}, "writes": map[string]any{},
 		},
 		"broker":         map[string]any{"transport": fmt.Sprintf("%T", w.cfg.Broker)},
-		"prefetch_count": w.prefetch() + w.eta.len(),
+		"prefetch_count": w.pf.applied.Load(),
 		"rusage": map[string]any{
 			"utime": tv(ru.Utime), "stime": tv(ru.Stime), "maxrss": ru.Maxrss, "minflt": ru.Minflt,
 			"majflt": ru.Majflt, "nvcsw": ru.Nvcsw, "nivcsw": ru.Nivcsw, "inblock": ru.Inblock, "oublock": ru.Oublock,

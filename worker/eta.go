@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/celeriac/celeriac/broker"
@@ -12,8 +13,8 @@ import (
 
 // etaHolder keeps tasks whose ETA is in the future until they are due,
 // without blocking other work: one timer for the earliest task, and the
-// broker's prefetch raised by the number held (as Celery does) so held
-// messages don't starve the worker of new ones.
+// broker's prefetch raised by the number held (as Celery does; see
+// prefetcher) so held messages don't starve the worker of new ones.
 //
 // Unlike Celery, memory stays bounded: a task due later than the hold
 // horizon (Config.ETAHoldHorizon), or arriving while ETAHoldLimit tasks are
@@ -156,18 +157,66 @@ func (w *Worker) park(j *job) bool {
 	return true
 }
 
-// setPrefetch makes room for held messages above the normal prefetch.
+// prefetcher raises the broker's prefetch by the number of ETA tasks held,
+// in the background and coalesced. On RabbitMQ every change is a new
+// consumer (three round trips), so applying one per held task would slow a
+// burst of ETA tasks to a crawl; instead the latest count is applied, and
+// in steps of the base prefetch, so a thousand held tasks cost a few
+// changes. The prefetch may exceed base+held by less than one step.
+type prefetcher struct {
+	held    atomic.Int64
+	applied atomic.Int64
+	kick    chan struct{} // capacity 1: "held changed"
+}
+
+// setPrefetch records how many tasks are held; prefetchLoop applies it.
 func (w *Worker) setPrefetch(held int) {
-	w.mu.Lock()
-	c := w.consumer
-	w.mu.Unlock()
-	if c == nil {
-		return
+	w.pf.held.Store(int64(held))
+	select {
+	case w.pf.kick <- struct{}{}:
+	default:
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// prefetchFor is the prefetch that leaves room for held tasks.
+func (w *Worker) prefetchFor(held int) int {
+	base := w.prefetch()
+	steps := (held + base - 1) / base
+	return base * (1 + steps)
+}
+
+// prefetchLoop applies prefetch changes until consuming stops.
+func (w *Worker) prefetchLoop(c broker.Consumer) {
+	defer w.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := c.SetPrefetch(ctx, w.prefetch()+held); err != nil {
-		w.log.Warn("raising prefetch for held ETA tasks failed", "error", err)
+	go func() { // a SetPrefetch under way must not hold up Shutdown
+		select {
+		case <-w.stopped:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	for {
+		select {
+		case <-w.stopped:
+			return
+		case <-w.pf.kick:
+		}
+		want := w.prefetchFor(int(w.pf.held.Load()))
+		if int64(want) == w.pf.applied.Load() {
+			continue
+		}
+		tctx, tcancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.SetPrefetch(tctx, want)
+		tcancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("raising prefetch for held ETA tasks failed", "prefetch", want, "error", err)
+			}
+			continue
+		}
+		w.pf.applied.Store(int64(want))
 	}
 }
 

@@ -127,6 +127,7 @@ type Worker struct {
 	consumer broker.Consumer
 	runq     *runQueue
 	eta      *etaHolder
+	pf       prefetcher
 	rates    *rateLimits
 	revoked  *revokedSet
 	obs      observers
@@ -241,6 +242,7 @@ func New(cfg Config) (*Worker, error) {
 		revoked:     newRevokedSet(),
 		random:      rand.Int64N,
 		stopped:     make(chan struct{}),
+		pf:          prefetcher{kick: make(chan struct{}, 1)},
 		shutdownReq: make(chan struct{}),
 	}
 	w.producer, err = broker.NewProducer(broker.ProducerConfig{
@@ -381,6 +383,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.wg.Add(1)
 	go w.consumeLoop(c)
+	w.pf.applied.Store(int64(w.prefetch()))
+	w.wg.Add(1)
+	go w.prefetchLoop(c)
 
 	// A cancelled ctx is a soft stop: no new messages.
 	w.wg.Add(1)
