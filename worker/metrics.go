@@ -11,6 +11,7 @@ type metrics struct {
 	received, started, succeeded, retried, revoked, rejected *prometheus.CounterVec
 	failed                                                   *prometheus.CounterVec
 	runtime                                                  *prometheus.HistogramVec
+	etaLateness                                              prometheus.Histogram
 	parked                                                   prometheus.CounterFunc
 	guard                                                    *prometheus.CounterVec
 }
@@ -32,6 +33,12 @@ func newMetrics(w *Worker, reg prometheus.Registerer) *metrics {
 			Name: "celery_task_runtime", Help: "Task run time in seconds.", ConstLabels: labels,
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}, []string{"name"}),
+		// No task label: lateness is the worker's property, not the task's.
+		etaLateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "celeriac_eta_lateness_seconds", ConstLabels: labels,
+			Help:    "How long after its ETA (or countdown) a task started.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
 		guard: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "celeriac_guard_total", ConstLabels: labels,
 			Help: "Exactly-once guard outcomes: run, duplicate (terminal state found), busy (lease held elsewhere), lost (lease lost while running), error."},
 			[]string{"outcome"}),
@@ -41,7 +48,7 @@ func newMetrics(w *Worker, reg prometheus.Registerer) *metrics {
 	}
 	m.parked = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "celeriac_eta_parked_total", ConstLabels: labels,
 		Help: "ETA tasks parked in the broker instead of held in memory."}, func() float64 { return float64(w.parked.Load()) })
-	reg.MustRegister(m.received, m.started, m.succeeded, m.failed, m.retried, m.revoked, m.rejected, m.runtime, m.guard, m.parked,
+	reg.MustRegister(m.received, m.started, m.succeeded, m.failed, m.retried, m.revoked, m.rejected, m.runtime, m.etaLateness, m.guard, m.parked,
 		gauge("celery_worker_up", "1 while the worker is consuming.", func() float64 {
 			if w.consuming() {
 				return 1
@@ -52,7 +59,7 @@ func newMetrics(w *Worker, reg prometheus.Registerer) *metrics {
 		gauge("celeriac_tasks_reserved", "Tasks received and waiting for a slot.", func() float64 { return float64(w.runq.len()) }),
 		gauge("celeriac_tasks_throttled", "Tasks waiting for a rate-limit token.", func() float64 { return float64(w.rates.throttled()) }),
 		gauge("celeriac_eta_held", "ETA tasks held in memory until due.", func() float64 { return float64(w.eta.len()) }),
-		gauge("celeriac_prefetch_count", "Current prefetch (QoS) limit.", func() float64 { return float64(w.prefetch() + w.eta.len()) }),
+		gauge("celeriac_prefetch_count", "Current prefetch (QoS) limit.", func() float64 { return float64(w.pf.applied.Load()) }),
 		gauge("celeriac_unacked_messages", "Messages received and not yet acknowledged.", func() float64 { return float64(w.inflight.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "celeriac_events_dropped_total", ConstLabels: labels,
 			Help: "Task events dropped because the broker could not keep up."}, func() float64 { return float64(w.events.dropped.Load()) }),
@@ -73,7 +80,12 @@ func taskLabel(j *job) string {
 type metricsObserver struct{ m *metrics }
 
 func (o metricsObserver) received(j *job) { o.m.received.WithLabelValues(taskLabel(j)).Inc() }
-func (o metricsObserver) started(j *job)  { o.m.started.WithLabelValues(taskLabel(j)).Inc() }
+func (o metricsObserver) started(j *job) {
+	o.m.started.WithLabelValues(taskLabel(j)).Inc()
+	if j.t.ETA != nil {
+		o.m.etaLateness.Observe(max(0, j.started.Sub(*j.t.ETA).Seconds()))
+	}
+}
 func (o metricsObserver) succeeded(j *job, out *outcome) {
 	o.m.succeeded.WithLabelValues(taskLabel(j)).Inc()
 	o.m.runtime.WithLabelValues(taskLabel(j)).Observe(out.runtime.Seconds())

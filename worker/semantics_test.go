@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,9 +113,17 @@ func TestETATasksParkedInBroker(t *testing.T) {
 		return info.Messages == 0 && e.w.Processed() == 0
 	})
 	m := e.wait(r)
+	// Never early. The 100 ms promise is measured by the benchmark
+	// (scripts/bench/10-worker.sh, row h); here a second's bound still
+	// catches a task that waited for the broker's whole-second ladder
+	// instead of the worker's own timer, without failing on a loaded machine.
 	late := time.Duration(ranAt.Load() - eta.UnixNano())
-	if m.Status != broker.StateSuccess || ran.Load() != 1 || late < 0 || late > 100*time.Millisecond {
+	if m.Status != broker.StateSuccess || ran.Load() != 1 || late < 0 || late > time.Second {
 		t.Fatalf("%s ran=%d, started %v after its ETA", m.Status, ran.Load(), late)
+	}
+	t.Logf("started %v after its ETA", late)
+	if _, body := get(t, e.w.HTTPHandler(), "/metrics"); !strings.Contains(body, `celeriac_eta_lateness_seconds_count{hostname="test@host"} 1`) {
+		t.Errorf("the lateness histogram did not count the task:\n%s", body)
 	}
 }
 

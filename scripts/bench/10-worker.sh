@@ -12,14 +12,18 @@
 #       and without publisher confirms (celeriac always confirms)
 #   (f) celeriac worker RSS when idle
 #   (g) RSS holding 100,000 tasks with a one-hour countdown
+#   (h) how late ETA tasks start: ETA_H tasks with a 5 s countdown (held in
+#       memory) and ETA_H/4 with 40 s (parked in RabbitMQ's delay ladder,
+#       back 2 s early), read from the worker's celeriac_eta_lateness_seconds
 # Drain rates count from the first message taken to the queue being empty.
-# Knobs: N (default 20000), ETA_N (default 100000).
+# Knobs: N (default 20000), ETA_N (default 100000), ETA_H (default 1000).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 PY=/usr/bin/python3
 N="${N:-20000}"
 ETA_N="${ETA_N:-100000}"
+ETA_H="${ETA_H:-1000}"
 AMQP="${CELERIAC_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//}"
 REDIS="${CELERIAC_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export CELERY_BROKER_URL="$AMQP" PYTHONDONTWRITEBYTECODE=1
@@ -92,6 +96,14 @@ sleep 2
 g=$(rss_kb "$wpid")
 stop "$wpid"
 
+rabbitmqctl -q purge_queue "$q" >/dev/null
+port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+worker --http "127.0.0.1:$port"
+"$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" --countdown 5 --count "$ETA_H" >/dev/null 2>&1
+"$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" --countdown 40 --count $((ETA_H / 4)) >/dev/null 2>&1
+h=$($bench lateness "$port" $((ETA_H + ETA_H / 4)))
+stop "$wpid"
+
 ratio() { $PY -c "print('%.2f' % ($1 / $2))"; }
 mb() { $PY -c "print('%.1f' % ($1 / 1024))"; }
 cat <<TABLE
@@ -106,6 +118,7 @@ cat <<TABLE
 | (e') publish: both with publisher confirms | tasks/s | $e_go vs $e_pyc | $(ratio "$e_go" "$e_pyc") × Python | |
 | (f) celeriac worker idle | RSS MB | $(mb "$f") | | ≤ 15 |
 | (g) holding $ETA_N tasks with 1 h countdown | RSS MB | $(mb "$g") | | ≤ 150 |
+| (h) ETA tasks started after their ETA, 5 s and 40 s countdowns | lateness | $h | | within 100 ms |
 
 N=$N no-op tasks per drain row; prefetch $prefetch for (a)–(c'); $(nproc) CPUs; RabbitMQ $(rabbitmqctl version 2>/dev/null), Celery $($PY -c 'import celery; print(celery.__version__)').
 TABLE

@@ -4,10 +4,14 @@
                          (CONFIRM=1: with publisher confirms)
   drainrate QUEUE N      wait while QUEUE drains; prints tasks/s from the first
                          message taken to the queue being empty
+  lateness PORT N        wait until the worker serving /metrics on PORT has
+                         started N ETA tasks; prints how late they started,
+                         from its celeriac_eta_lateness_seconds histogram
 """
 import os
 import sys
 import time
+import urllib.request
 
 from celery import Celery
 
@@ -47,5 +51,24 @@ def drainrate(queue, n):
     sys.exit("queue did not drain")
 
 
+def lateness(port, n):
+    deadline = time.time() + 180
+    while True:
+        text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port).read().decode()
+        buckets = {}  # upper bound in seconds -> cumulative count
+        for line in text.splitlines():
+            if line.startswith("celeriac_eta_lateness_seconds_bucket"):
+                le = line.split('le="')[1].split('"')[0]
+                buckets[float(le)] = float(line.rsplit(" ", 1)[1])
+        started = buckets.get(float("inf"), 0)
+        if started >= n:
+            break
+        if time.time() > deadline:
+            sys.exit("only %d of %d ETA tasks started" % (started, n))
+        time.sleep(0.5)
+    p99 = min(le for le, c in buckets.items() if c >= 0.99 * started)
+    print("%.1f%% within 100 ms, p99 ≤ %g ms" % (100 * buckets[0.1] / started, p99 * 1000))
+
+
 if __name__ == "__main__":
-    {"publish": publish, "drainrate": drainrate}[sys.argv[1]](sys.argv[2], int(sys.argv[3]))
+    {"publish": publish, "drainrate": drainrate, "lateness": lateness}[sys.argv[1]](sys.argv[2], int(sys.argv[3]))
