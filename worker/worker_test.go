@@ -401,6 +401,9 @@ func TestShutdownFinishesRunningAndReturnsTheRest(t *testing.T) {
 	}
 	<-started
 	<-started
+	// All six received: two running, four reserved. (Without this wait a
+	// loaded machine may deliver some only after Shutdown began.)
+	e.waitQueue(0)
 	done := make(chan error)
 	go func() { done <- e.w.Shutdown(context.Background()) }()
 	// The four prefetched tasks go back at once; the two running finish.
