@@ -193,10 +193,12 @@ func (b *Backend) check() error {
 	return nil
 }
 
-// Store writes meta as Celery 5.2.6 does: GET the current state and skip
-// the write when it is SUCCESS (a late duplicate never overwrites a
-// result), otherwise MULTI / SETEX key expires doc / PUBLISH key doc / EXEC.
-// A ready state without DateDone is stamped with the current time.
+// Store writes meta as Celery 5.2.6 does — skip the write when the stored
+// state is SUCCESS (a late duplicate never overwrites a result), otherwise
+// SETEX key expires doc and PUBLISH key doc — but in one script: one round
+// trip instead of Celery's two (GET, then MULTI/SETEX/PUBLISH/EXEC), and no
+// window between the check and the write. A ready state without DateDone
+// is stamped with the current time.
 func (b *Backend) Store(ctx context.Context, meta *broker.ResultMeta) error {
 	if err := b.check(); err != nil {
 		return err
@@ -208,23 +210,38 @@ func (b *Backend) Store(ctx context.Context, meta *broker.ResultMeta) error {
 	if err != nil {
 		return fmt.Errorf("redis: result of task %s: %w", meta.TaskID, err)
 	}
-	key := TaskKey(meta.TaskID)
-	cur, err := b.client.Get(ctx, key).Bytes()
-	switch {
-	case errors.Is(err, goredis.Nil):
-	case err != nil:
-		return fmt.Errorf("redis: store task %s: %w", meta.TaskID, err)
-	default:
-		if st, ok := statusOf(cur); ok && st == broker.StateSuccess {
-			b.log.Debug("result already SUCCESS; not overwritten", "task_id", meta.TaskID, "state", string(meta.Status))
-			return nil
-		}
+	if len(body) > maxValue {
+		return fmt.Errorf("redis: store task %s: %w", meta.TaskID, ErrTooLarge)
 	}
-	if err := b.set(ctx, key, body); err != nil {
+	key := TaskKey(meta.TaskID)
+	written, err := storeScript.Run(ctx, b.client, []string{key}, body, max(b.expires.Milliseconds(), 0)).Int()
+	if err != nil {
 		return fmt.Errorf("redis: store task %s: %w", meta.TaskID, err)
+	}
+	if written == 0 {
+		b.log.Debug("result already SUCCESS; not overwritten", "task_id", meta.TaskID, "state", string(meta.Status))
 	}
 	return nil
 }
+
+// storeScript is Store's check-and-write. The stored document is JSON or
+// msgpack (result_serializer); one that neither decodes is overwritten,
+// as Celery's own check would find no SUCCESS in it either.
+var storeScript = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, doc = pcall(cjson.decode, cur)
+  if not ok and cmsgpack then ok, doc = pcall(cmsgpack.unpack, cur) end
+  if ok and type(doc) == 'table' and doc['status'] == 'SUCCESS' then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+`)
 
 // statusOf reads the status of a stored document.
 func statusOf(raw []byte) (broker.State, bool) {

@@ -60,35 +60,41 @@ func TestStoreGetForget(t *testing.T) {
 // other states are overwritten.
 func TestStoreNeverOverwritesSuccess(t *testing.T) {
 	t.Parallel()
-	b := newBackend(t, Config{})
-	ctx := testCtx(t, 10*time.Second)
-	steps := []struct {
-		state broker.State
-		want  broker.State
-	}{
-		{broker.StateStarted, broker.StateStarted},
-		{broker.StateRetry, broker.StateRetry},
-		{broker.StateFailure, broker.StateFailure},
-		{broker.StateSuccess, broker.StateSuccess},
-		{broker.StateFailure, broker.StateSuccess},
-		{broker.StateStarted, broker.StateSuccess},
-		{broker.StateRevoked, broker.StateSuccess},
-	}
-	id := newID(t)
-	for i, s := range steps {
-		if err := b.Store(ctx, &broker.ResultMeta{TaskID: id, Status: s.state, Result: int64(i)}); err != nil {
-			t.Fatal(err)
-		}
-		got, err := b.Get(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Status != s.want {
-			t.Errorf("step %d: stored %s, state is %s; want %s", i, s.state, got.Status, s.want)
-		}
-	}
-	if got, _ := b.Get(ctx, id); got.Result != int64(3) {
-		t.Errorf("the SUCCESS result was replaced: %v", got.Result)
+	// The check reads the stored document inside Redis: both serializers.
+	for _, ser := range []string{"json", "msgpack"} {
+		t.Run(ser, func(t *testing.T) {
+			t.Parallel()
+			b := newBackend(t, Config{Serializer: ser})
+			ctx := testCtx(t, 10*time.Second)
+			steps := []struct {
+				state broker.State
+				want  broker.State
+			}{
+				{broker.StateStarted, broker.StateStarted},
+				{broker.StateRetry, broker.StateRetry},
+				{broker.StateFailure, broker.StateFailure},
+				{broker.StateSuccess, broker.StateSuccess},
+				{broker.StateFailure, broker.StateSuccess},
+				{broker.StateStarted, broker.StateSuccess},
+				{broker.StateRevoked, broker.StateSuccess},
+			}
+			id := newID(t)
+			for i, s := range steps {
+				if err := b.Store(ctx, &broker.ResultMeta{TaskID: id, Status: s.state, Result: int64(i)}); err != nil {
+					t.Fatal(err)
+				}
+				got, err := b.Get(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Status != s.want {
+					t.Errorf("step %d: stored %s, state is %s; want %s", i, s.state, got.Status, s.want)
+				}
+			}
+			if got, _ := b.Get(ctx, id); got.Result != int64(3) {
+				t.Errorf("the SUCCESS result was replaced: %v", got.Result)
+			}
+		})
 	}
 }
 
