@@ -39,8 +39,9 @@ var (
 	// acquireScript: one Redis. KEYS lock, counter; ARGV value, lease ms,
 	// counter TTL ms, "1" to issue a token. -1 when the lock is taken.
 	// It also returns the name's mark (KEYS[3]), read under the new lease,
-	// so a caller that checks for finished work needs no second trip:
-	// {-1} when taken, else {token, mark or nil}.
+	// so a caller that checks for finished work needs no second trip, and
+	// with WithPeek the value of KEYS[4] too:
+	// {-1} when taken, else {token, mark or nil, peeked or nil}.
 	acquireScript = goredis.NewScript(`
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
 local t = 0
@@ -48,7 +49,9 @@ if ARGV[4] == '1' then
   t = redis.call('INCR', KEYS[2])
   if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 end
-return {t, redis.call('GET', KEYS[3])}`)
+local peek = false
+if #KEYS > 3 then peek = redis.call('GET', KEYS[4]) end
+return {t, redis.call('GET', KEYS[3]), peek}`)
 	// markReleaseScript: one Redis. Marks the name done (KEYS[2] = ARGV[2]
 	// for ARGV[3] ms) and deletes the lock (KEYS[1]) if it still holds our
 	// value ARGV[1]; 1 if it did.

@@ -56,6 +56,9 @@ type Locker struct {
 	retryDelay time.Duration
 	tokenTTL   time.Duration
 	log        *slog.Logger
+	// plain: one Redis server behind a plain client (not Cluster, not
+	// Sentinel, not N masters), where scripts may touch any key.
+	plain bool
 }
 
 // New checks cfg and returns a Locker. It does not contact Redis.
@@ -79,6 +82,7 @@ func New(cfg Config) (*Locker, error) {
 	if len(l.clients) == 0 {
 		return nil, errors.New("lock: Config.Clients or Config.URLs must name at least one Redis")
 	}
+	l.plain = len(l.clients) == 1 && serverOf(l.clients[0]) != ""
 	if l.prefix == "" {
 		l.prefix = "celeriac:lock:"
 	}
@@ -125,12 +129,34 @@ func (l *Locker) Close() error {
 	return errors.Join(errs...)
 }
 
+// SameServer reports whether c reaches the one Redis server (and database)
+// this Locker uses, so that WithPeek may read c's keys. It is false with
+// N masters, Cluster or Sentinel clients, where that cannot be known.
+func (l *Locker) SameServer(c goredis.UniversalClient) bool {
+	return l.plain && c != nil && serverOf(c) == serverOf(l.clients[0])
+}
+
+// serverOf names the server and database of a plain client; "" for any
+// other kind (a Sentinel client's server changes with failovers).
+func serverOf(c goredis.UniversalClient) string {
+	pc, ok := c.(*goredis.Client)
+	if !ok {
+		return ""
+	}
+	o := pc.Options()
+	if o.Addr == "" || o.Addr == "FailoverClient" {
+		return ""
+	}
+	return fmt.Sprintf("%s %s %d", o.Network, o.Addr, o.DB)
+}
+
 // Option is a per-call setting of Lock and TryLock.
 type Option func(*options)
 
 type options struct {
 	expiry  time.Duration
 	noToken bool
+	peek    string
 }
 
 // WithExpiry sets the lease's length (and the length of each Extend).
@@ -139,6 +165,13 @@ func WithExpiry(d time.Duration) Option { return func(o *options) { o.expiry = d
 // WithoutToken skips issuing a fencing token (one round trip less per
 // acquisition); Lease.Token is then 0.
 func WithoutToken() Option { return func(o *options) { o.noToken = true } }
+
+// WithPeek reads key in the same script that takes the lease, under it,
+// when the Locker is one Redis server (not a Cluster, not N masters): a
+// caller that checks a record before working saves a round trip. Elsewhere
+// it is ignored and Lease.Peeked reports ok false. key must live on the
+// Locker's server (see SameServer).
+func WithPeek(key string) Option { return func(o *options) { o.peek = key } }
 
 func (l *Locker) options(opts []Option) (options, error) {
 	o := options{expiry: l.expiry}
@@ -256,7 +289,12 @@ func (l *Locker) acquireOne(ctx context.Context, name, key string, o options) (*
 		withToken = "0"
 	}
 	start := time.Now()
-	res, err := acquireScript.Run(ctx, l.clients[0], []string{key, tokenKey(key), key + markSuffix},
+	keys := []string{key, tokenKey(key), key + markSuffix}
+	peek := o.peek != "" && l.plain
+	if peek {
+		keys = append(keys, o.peek)
+	}
+	res, err := acquireScript.Run(ctx, l.clients[0], keys,
 		value, o.expiry.Milliseconds(), l.tokenTTLms(), withToken).Slice()
 	if err != nil {
 		return nil, time.Time{}, 0, nil, fmt.Errorf("lock %q: %w: %w", name, ErrNoQuorum, err)
@@ -265,9 +303,12 @@ func (l *Locker) acquireOne(ctx context.Context, name, key string, o options) (*
 	if v < 0 {
 		return nil, time.Time{}, 0, nil, &TakenError{Name: name, Nodes: []int{0}}
 	}
-	mk := &seenMark{}
+	mk := &seenMark{peekRead: peek}
 	if len(res) > 1 {
 		mk.value, mk.found = res[1].(string)
+	}
+	if peek && len(res) > 2 {
+		mk.peek, mk.peekFound = res[2].(string)
 	}
 	m := l.rs.NewMutex(key, redsync.WithExpiry(o.expiry), redsync.WithTries(1), redsync.WithValue(value))
 	return m, validity(start, o.expiry), uint64(v), mk, nil
@@ -277,6 +318,9 @@ func (l *Locker) acquireOne(ctx context.Context, name, key string, o options) (*
 type seenMark struct {
 	value string
 	found bool
+	// WithPeek's key, when it was read.
+	peek                string
+	peekFound, peekRead bool
 }
 
 // validity is Redlock's: the lease's length from the start of the

@@ -34,6 +34,15 @@ func (le *Lease) MarkSeen() (value string, found, ok bool) {
 	return le.mark.value, le.mark.found, true
 }
 
+// Peeked returns the value of WithPeek's key as read when the lease was
+// taken, with ok true when it was read (one Redis server, WithPeek given).
+func (le *Lease) Peeked() (value string, found, ok bool) {
+	if le.mark == nil || !le.mark.peekRead {
+		return "", false, false
+	}
+	return le.mark.peek, le.mark.peekFound, true
+}
+
 // MarkAndUnlock marks the lease's name done with value for ttl, then
 // releases the lease: on a single Redis in one script, one round trip;
 // otherwise Mark, then Unlock. The mark is written even if the lease was

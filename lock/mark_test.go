@@ -112,3 +112,49 @@ func TestMarkAndUnlock(t *testing.T) {
 		})
 	}
 }
+
+// TestPeek: on one server the acquisition script reads the caller's key
+// under the new lease; with several it does not, and says so.
+func TestPeek(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(map[int]string{1: "single", 3: "majority"}[n], func(t *testing.T) {
+			l, clients := markLocker(t, n)
+			ctx := ctxFor(t, 10*time.Second)
+			key := "peek:" + testenv.Prefix(t)
+			t.Cleanup(func() { clients[0].Del(context.Background(), key) })
+			for _, tc := range []struct {
+				name  string
+				value string // "" for a missing key
+			}{{"missing", ""}, {"present", "SUCCESS"}} {
+				if tc.value != "" {
+					if err := clients[0].Set(ctx, key, tc.value, time.Minute).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				lease, err := l.TryLock(ctx, tc.name, WithPeek(key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, found, ok := lease.Peeked()
+				if n > 1 {
+					if ok {
+						t.Errorf("%s: Peeked ok with %d servers", tc.name, n)
+					}
+				} else if !ok || found != (tc.value != "") || v != tc.value {
+					t.Errorf("%s: Peeked = %q %v %v, want %q", tc.name, v, found, ok, tc.value)
+				}
+				if err := lease.Unlock(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := l.SameServer(clients[0]); got != (n == 1) {
+				t.Errorf("SameServer(its own client) = %v with %d servers", got, n)
+			}
+			other := goredis.NewClient(&goredis.Options{Addr: clients[0].(*goredis.Client).Options().Addr, DB: 12})
+			defer other.Close()
+			if l.SameServer(other) {
+				t.Error("SameServer true for another database")
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	redisbackend "github.com/celeriac/celeriac/backend/redis"
 	"github.com/celeriac/celeriac/broker"
 	"github.com/celeriac/celeriac/internal/testenv"
 	"github.com/celeriac/celeriac/lock"
@@ -80,6 +81,47 @@ func TestGuardHonoursResultsWrittenElsewhere(t *testing.T) {
 	e.waitQueue(0)
 	if runs.Load() != 0 {
 		t.Fatal("a task finished elsewhere ran again")
+	}
+}
+
+// TestGuardReadsStateWithTheLease: with the result backend on the guard's
+// own Redis, the stored state is read by the lease's acquisition script
+// (no separate backend read); a state written elsewhere still stops the
+// copy, and a new id still runs.
+func TestGuardReadsStateWithTheLease(t *testing.T) {
+	ctx := context.Background()
+	rb, err := redisbackend.New(ctx, redisbackend.Config{URL: testenv.RedisURL(t), Expires: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rb.Close() })
+	e, lk, _, _ := guardedEnv(t, func(c *worker.Config) { c.Backend = rb })
+	if !lk.SameServer(rb.Client()) {
+		t.Fatal("the backend and the locker should share a server")
+	}
+	var runs atomic.Int64
+	e.w.MustRegister("tasks.count", worker.Func(func() { runs.Add(1) }))
+	e.start()
+	done, fresh := testenv.Prefix(t)+"-done", testenv.Prefix(t)+"-fresh"
+	if err := rb.Store(ctx, &broker.ResultMeta{TaskID: done, Status: broker.StateSuccess, Result: "from python"}); err != nil {
+		t.Fatal(err)
+	}
+	e.send("tasks.count", nil, nil, broker.WithTaskID(done))
+	e.send("tasks.count", nil, nil, broker.WithTaskID(fresh))
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if m, err := rb.Wait(wctx, fresh); err != nil || m.Status != broker.StateSuccess {
+		t.Fatalf("fresh id: %v %v", m, err)
+	}
+	waitFor(t, func() bool {
+		_, body := get(t, e.w.HTTPHandler(), "/metrics")
+		return strings.Contains(body, `celeriac_guard_total{hostname="test@host",outcome="duplicate"} 1`)
+	})
+	if runs.Load() != 1 {
+		t.Fatalf("runs = %d, want 1 (the finished id must not run)", runs.Load())
+	}
+	if m, _ := rb.Get(ctx, done); m.Result != "from python" {
+		t.Fatalf("the stored result was replaced: %v", m.Result)
 	}
 }
 

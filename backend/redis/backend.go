@@ -243,6 +243,15 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 `)
 
+// StateKey is where a task's state is stored (TaskKey), so that a reader
+// on the same Redis, such as the worker's exactly-once guard, can fetch it
+// within its own script.
+func (b *Backend) StateKey(taskID string) string { return TaskKey(taskID) }
+
+// StateOf reads the state from a document stored at StateKey; ok is false
+// when raw is not one.
+func (b *Backend) StateOf(raw []byte) (broker.State, bool) { return statusOf(raw) }
+
 // statusOf reads the status of a stored document.
 func statusOf(raw []byte) (broker.State, bool) {
 	v, _, err := decodeValue(raw)
