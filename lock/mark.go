@@ -59,12 +59,48 @@ func (le *Lease) MarkAndUnlock(ctx context.Context, value string, ttl time.Durat
 		}
 		return le.Unlock(ctx)
 	}
+	keys := []string{le.key, le.key + markSuffix}
+	return le.markRelease(ctx, func(ctx context.Context) (bool, error) {
+		ours, err := markReleaseScript.Run(ctx, le.l.clients[0], keys, le.m.Value(), value, ttl.Milliseconds()).Int64()
+		return ours == 1, err
+	})
+}
+
+// Release is what a fused mark-and-release (MarkAndUnlockWith) must do on
+// the lease's server: set MarkKey to Mark for MarkTTL, and delete LockKey
+// if it still holds LockValue.
+type Release struct {
+	LockKey, LockValue string
+	MarkKey, Mark      string
+	MarkTTL            time.Duration
+}
+
+// MarkAndUnlockWith is MarkAndUnlock for a caller that marks and releases
+// in a script of its own, together with its own writes on the same server
+// (the worker stores a task's result so: one round trip for all three).
+// run does what r says and reports whether LockKey still held LockValue.
+// ok is false, and nothing is done, unless the Locker is one plain Redis
+// server (see SameServer); the caller then uses MarkAndUnlock.
+func (le *Lease) MarkAndUnlockWith(ctx context.Context, value string, ttl time.Duration,
+	run func(ctx context.Context, r Release) (released bool, err error)) (ok bool, err error) {
+	if !le.l.plain {
+		return false, nil
+	}
+	if ttl <= 0 {
+		return true, fmt.Errorf("lock: mark %q: ttl must be positive", le.name)
+	}
+	r := Release{LockKey: le.key, LockValue: le.m.Value(), MarkKey: le.key + markSuffix, Mark: value, MarkTTL: ttl}
+	return true, le.markRelease(ctx, func(ctx context.Context) (bool, error) { return run(ctx, r) })
+}
+
+// markRelease ends the lease's renewals and runs release, which marks and
+// deletes the lock key if it still holds our value.
+func (le *Lease) markRelease(ctx context.Context, release func(context.Context) (bool, error)) error {
 	prior := le.Err()
 	le.end(ErrReleased)
 	le.keepers.Wait()
 	le.op.Lock()
-	ours, err := markReleaseScript.Run(ctx, le.l.clients[0], []string{le.key, le.key + markSuffix},
-		le.m.Value(), value, ttl.Milliseconds()).Int64()
+	ours, err := release(ctx)
 	le.op.Unlock()
 	switch {
 	case err != nil:
@@ -73,7 +109,7 @@ func (le *Lease) MarkAndUnlock(ctx context.Context, value string, ttl time.Durat
 		return fmt.Errorf("lock %q: %w: already unlocked", le.name, ErrNotHeld)
 	case prior != nil:
 		return fmt.Errorf("lock %q: %w: %w", le.name, ErrNotHeld, prior)
-	case ours == 0:
+	case !ours:
 		return fmt.Errorf("lock %q: %w: the key no longer holds our value", le.name, ErrNotHeld)
 	}
 	return nil

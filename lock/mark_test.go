@@ -158,3 +158,51 @@ func TestPeek(t *testing.T) {
 		})
 	}
 }
+
+// TestMarkAndUnlockWith: the caller's own script marks and releases on one
+// server; with several servers the call declines and does nothing.
+func TestMarkAndUnlockWith(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(map[int]string{1: "single", 3: "majority"}[n], func(t *testing.T) {
+			l, clients := markLocker(t, n)
+			ctx := ctxFor(t, 10*time.Second)
+			for _, tc := range []struct {
+				name     string
+				released bool
+				wantErr  error
+			}{{"held", true, nil}, {"lost", false, ErrNotHeld}} {
+				lease, err := l.TryLock(ctx, tc.name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got Release
+				ok, err := lease.MarkAndUnlockWith(ctx, "SUCCESS", time.Minute, func(ctx context.Context, r Release) (bool, error) {
+					got = r
+					if err := clients[0].Set(ctx, r.MarkKey, r.Mark, r.MarkTTL).Err(); err != nil {
+						return false, err
+					}
+					return tc.released, clients[0].Del(ctx, r.LockKey).Err()
+				})
+				if n > 1 {
+					if ok || got.LockKey != "" {
+						t.Fatalf("%s: ran with %d servers", tc.name, n)
+					}
+					_ = lease.Unlock(ctx)
+					continue
+				}
+				if !ok || !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+					t.Fatalf("%s: ok=%v err=%v, want %v", tc.name, ok, err, tc.wantErr)
+				}
+				if got.LockKey != l.key(tc.name) || got.MarkKey != l.markKey(tc.name) || got.LockValue == "" || got.MarkTTL != time.Minute {
+					t.Fatalf("%s: Release = %+v", tc.name, got)
+				}
+				if v, found, _ := l.Marked(ctx, tc.name); !found || v != "SUCCESS" {
+					t.Fatalf("%s: mark %q %v", tc.name, v, found)
+				}
+				if err := lease.Err(); !errors.Is(err, ErrReleased) {
+					t.Fatalf("%s: lease after release: %v", tc.name, err)
+				}
+			}
+		})
+	}
+}

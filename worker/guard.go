@@ -63,12 +63,44 @@ type statePeeker interface {
 	StateOf(raw []byte) (broker.State, bool)
 }
 
-func statePeekerFor(cfg Config) statePeeker {
+// storeReleaser is a result backend that stores a terminal state and ends
+// the guard (step 4: mark done, release) in one script on the guard's own
+// server (backend/redis is one): one round trip for the three.
+type storeReleaser interface {
+	StoreAndRelease(ctx context.Context, meta *broker.ResultMeta,
+		lockKey, lockValue, markKey, mark string, markTTL time.Duration) (released bool, err error)
+}
+
+// guardBackendFor returns the backend's fast paths for the guard, when the
+// backend lives on the guard's own Redis server; nil otherwise.
+func guardBackendFor(cfg Config) (statePeeker, storeReleaser) {
 	p, ok := cfg.Backend.(statePeeker)
 	if !ok || cfg.Locker == nil || !cfg.Locker.SameServer(p.Client()) {
-		return nil
+		return nil, nil
 	}
-	return p
+	sr, _ := cfg.Backend.(storeReleaser)
+	return p, sr
+}
+
+// storeReleasing stores meta (a terminal state) and applies step 4 in one
+// script when the backend allows; false means the caller stores as usual
+// and guardExit follows.
+func (w *Worker) storeReleasing(ctx context.Context, j *job, meta *broker.ResultMeta) bool {
+	if w.fuse == nil || j.lease == nil {
+		return false
+	}
+	ok, err := j.lease.MarkAndUnlockWith(ctx, string(meta.Status), w.cfg.GuardWindow,
+		func(ctx context.Context, r lock.Release) (bool, error) {
+			return w.fuse.StoreAndRelease(ctx, meta, r.LockKey, r.LockValue, r.MarkKey, r.Mark, r.MarkTTL)
+		})
+	if !ok {
+		return false
+	}
+	if err != nil && !errors.Is(err, lock.ErrNotHeld) {
+		w.log.Error("storing task state failed", logTaskID, j.t.ID, logTask, j.name(), logState, string(meta.Status), "error", err)
+	}
+	w.guardExited(j, err)
+	return true
 }
 
 // guarded reports whether j runs under the guard.
@@ -209,6 +241,11 @@ func (w *Worker) guardExit(j *job, terminal string) {
 	} else {
 		err = j.lease.Unlock(ctx)
 	}
+	w.guardExited(j, err)
+}
+
+// guardExited reports how step 4 went; the lease is gone either way.
+func (w *Worker) guardExited(j *job, err error) {
 	switch {
 	case err == nil, errors.Is(err, lock.ErrReleased):
 	case errors.Is(err, lock.ErrNotHeld):

@@ -95,7 +95,7 @@ func TestGuardReadsStateWithTheLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rb.Close() })
-	e, lk, _, _ := guardedEnv(t, func(c *worker.Config) { c.Backend = rb })
+	e, lk, rdb, prefix := guardedEnv(t, func(c *worker.Config) { c.Backend = rb })
 	if !lk.SameServer(rb.Client()) {
 		t.Fatal("the backend and the locker should share a server")
 	}
@@ -122,6 +122,12 @@ func TestGuardReadsStateWithTheLease(t *testing.T) {
 	}
 	if m, _ := rb.Get(ctx, done); m.Result != "from python" {
 		t.Fatalf("the stored result was replaced: %v", m.Result)
+	}
+	// The fresh id's result, done mark and release were one script.
+	lockKey := prefix + "{task:" + fresh + "}"
+	waitFor(t, func() bool { return rdb.Exists(ctx, lockKey).Val() == 0 })
+	if v := rdb.Get(ctx, lockKey+":done").Val(); v != "SUCCESS" {
+		t.Fatalf("done mark = %q, want SUCCESS", v)
 	}
 }
 

@@ -58,6 +58,9 @@ func (w *Worker) storeMeta(j *job, st broker.State, result any, tb *string, chil
 	}
 	ctx, cancel := settleCtx()
 	defer cancel()
+	if st.Ready() && w.storeReleasing(ctx, j, meta) {
+		return
+	}
 	if err := w.cfg.Backend.Store(ctx, meta); err != nil {
 		w.log.Error("storing task state failed", "task_id", j.t.ID, "task", j.name(), "state", string(st), "error", err)
 	}

@@ -116,7 +116,8 @@ type Config struct {
 // Worker consumes Celery task messages and runs registered Go handlers.
 type Worker struct {
 	cfg      Config
-	peek     statePeeker // nil unless the backend shares the guard's Redis
+	peek     statePeeker   // nil unless the backend shares the guard's Redis
+	fuse     storeReleaser // likewise
 	log      *slog.Logger
 	clock    clock.Clock
 	hostname string
@@ -263,7 +264,7 @@ func New(cfg Config) (*Worker, error) {
 	w.runq = newRunQueue(w)
 	w.eta = newETAHolder(w)
 	w.metrics = newMetrics(w, reg)
-	w.peek = statePeekerFor(cfg)
+	w.peek, w.fuse = guardBackendFor(cfg)
 	w.obs = observers{&logObserver{log: w.log}, eventObserver{w.events}, totalsObserver{w}, metricsObserver{w.metrics}}
 	w.revokedStore = cfg.Revoked
 	if rs, ok := cfg.Backend.(RevokedStore); ok && w.revokedStore == nil {

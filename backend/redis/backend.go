@@ -200,48 +200,102 @@ func (b *Backend) check() error {
 // window between the check and the write. A ready state without DateDone
 // is stamped with the current time.
 func (b *Backend) Store(ctx context.Context, meta *broker.ResultMeta) error {
-	if err := b.check(); err != nil {
+	key, body, err := b.prepare(meta)
+	if err != nil {
 		return err
 	}
-	if meta == nil || meta.TaskID == "" {
-		return errors.New("redis: Store needs a meta with a TaskID")
-	}
-	body, err := b.encode(metaDoc(meta, b.now()))
-	if err != nil {
-		return fmt.Errorf("redis: result of task %s: %w", meta.TaskID, err)
-	}
-	if len(body) > maxValue {
-		return fmt.Errorf("redis: store task %s: %w", meta.TaskID, ErrTooLarge)
-	}
-	key := TaskKey(meta.TaskID)
 	written, err := storeScript.Run(ctx, b.client, []string{key}, body, max(b.expires.Milliseconds(), 0)).Int()
 	if err != nil {
 		return fmt.Errorf("redis: store task %s: %w", meta.TaskID, err)
 	}
-	if written == 0 {
-		b.log.Debug("result already SUCCESS; not overwritten", "task_id", meta.TaskID, "state", string(meta.Status))
-	}
+	b.logKept(meta, written)
 	return nil
 }
 
-// storeScript is Store's check-and-write. The stored document is JSON or
-// msgpack (result_serializer); one that neither decodes is overwritten,
-// as Celery's own check would find no SUCCESS in it either.
-var storeScript = goredis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, doc = pcall(cjson.decode, cur)
-  if not ok and cmsgpack then ok, doc = pcall(cmsgpack.unpack, cur) end
-  if ok and type(doc) == 'table' and doc['status'] == 'SUCCESS' then return 0 end
+// StoreAndRelease is Store fused with the release of an exactly-once lease
+// held on this same Redis server (see lock.Lease.MarkAndUnlockWith): in
+// one script it stores meta, sets markKey to mark for markTTL, and deletes
+// lockKey if it still holds lockValue, which it reports.
+func (b *Backend) StoreAndRelease(ctx context.Context, meta *broker.ResultMeta,
+	lockKey, lockValue, markKey, mark string, markTTL time.Duration) (released bool, err error) {
+	key, body, err := b.prepare(meta)
+	if err != nil {
+		return false, err
+	}
+	res, err := storeReleaseScript.Run(ctx, b.client, []string{key, lockKey, markKey},
+		body, max(b.expires.Milliseconds(), 0), lockValue, mark, markTTL.Milliseconds()).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("unexpected reply %v", res)
+	}
+	if err != nil {
+		return false, fmt.Errorf("redis: store task %s: %w", meta.TaskID, err)
+	}
+	b.logKept(meta, int(res[0]))
+	return res[1] == 1, nil
+}
+
+// prepare encodes meta for Store.
+func (b *Backend) prepare(meta *broker.ResultMeta) (key string, body []byte, err error) {
+	if err := b.check(); err != nil {
+		return "", nil, err
+	}
+	if meta == nil || meta.TaskID == "" {
+		return "", nil, errors.New("redis: Store needs a meta with a TaskID")
+	}
+	body, err = b.encode(metaDoc(meta, b.now()))
+	if err != nil {
+		return "", nil, fmt.Errorf("redis: result of task %s: %w", meta.TaskID, err)
+	}
+	if len(body) > maxValue {
+		return "", nil, fmt.Errorf("redis: store task %s: %w", meta.TaskID, ErrTooLarge)
+	}
+	return TaskKey(meta.TaskID), body, nil
+}
+
+func (b *Backend) logKept(meta *broker.ResultMeta, written int) {
+	if written == 0 {
+		b.log.Debug("result already SUCCESS; not overwritten", "task_id", meta.TaskID, "state", string(meta.Status))
+	}
+}
+
+// storeLua is Store's check-and-write as a Lua function of the result key,
+// the document and its TTL in ms (0: none); it returns 1 when it wrote.
+// The stored document is JSON or msgpack (result_serializer); one that
+// neither decodes is overwritten, as Celery's own check would find no
+// SUCCESS in it either.
+const storeLua = `
+local function store(key, body, ttl)
+  local cur = redis.call('GET', key)
+  if cur then
+    local ok, doc = pcall(cjson.decode, cur)
+    if not ok and cmsgpack then ok, doc = pcall(cmsgpack.unpack, cur) end
+    if ok and type(doc) == 'table' and doc['status'] == 'SUCCESS' then return 0 end
+  end
+  if tonumber(ttl) > 0 then
+    redis.call('SET', key, body, 'PX', ttl)
+  else
+    redis.call('SET', key, body)
+  end
+  redis.call('PUBLISH', key, body)
+  return 1
 end
-if tonumber(ARGV[2]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
+`
+
+var (
+	// storeScript: KEYS result; ARGV document, TTL ms.
+	storeScript = goredis.NewScript(storeLua + `return store(KEYS[1], ARGV[1], ARGV[2])`)
+	// storeReleaseScript: KEYS result, lock, mark; ARGV document, TTL ms,
+	// lock value, mark, mark TTL ms. Returns {written, released}.
+	storeReleaseScript = goredis.NewScript(storeLua + `
+local written = store(KEYS[1], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+local released = 0
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+  released = 1
 end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
-`)
+return {written, released}`)
+)
 
 // StateKey is where a task's state is stored (TaskKey), so that a reader
 // on the same Redis, such as the worker's exactly-once guard, can fetch it
