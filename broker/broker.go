@@ -276,18 +276,27 @@ func (o Options) WithDefaults() Options {
 // OpenFunc opens a transport for a list of failover URLs of one scheme.
 type OpenFunc func(ctx context.Context, urls []string, opts Options) (Broker, error)
 
+// registered is one Register call: a transport and its schemes.
+type registered struct {
+	open OpenFunc
+	id   int
+}
+
 var (
 	regMu      sync.RWMutex
-	transports = map[string]OpenFunc{}
+	transports = map[string]registered{}
+	regCount   int
 )
 
 // Register makes a transport available to Open under the given URL schemes.
-// Transport packages call it from init.
+// Transport packages call it from init. The schemes of one call are one
+// transport: a failover list may mix them (amqp, amqps, pyamqp).
 func Register(open OpenFunc, schemes ...string) {
 	regMu.Lock()
 	defer regMu.Unlock()
+	regCount++
 	for _, s := range schemes {
-		transports[s] = open
+		transports[s] = registered{open: open, id: regCount}
 	}
 }
 
@@ -322,7 +331,7 @@ func Open(ctx context.Context, rawURLs string, opts Options) (Broker, error) {
 	if len(urls) == 0 {
 		return nil, fmt.Errorf("broker: no broker URL given")
 	}
-	var open OpenFunc
+	var first registered
 	var scheme0 string
 	for i, raw := range urls {
 		u, err := url.Parse(raw)
@@ -330,23 +339,18 @@ func Open(ctx context.Context, rawURLs string, opts Options) (Broker, error) {
 			return nil, fmt.Errorf("broker: bad URL %q: %w", Redact(raw), err)
 		}
 		regMu.RLock()
-		f, ok := transports[u.Scheme]
+		r, ok := transports[u.Scheme]
 		regMu.RUnlock()
 		if !ok {
 			return nil, fmt.Errorf("%w %q in %q (known: %s)", ErrUnknownScheme, u.Scheme, Redact(raw), strings.Join(Schemes(), ", "))
 		}
 		if i == 0 {
-			open, scheme0 = f, u.Scheme
-		} else if transportKey(u.Scheme) != transportKey(scheme0) {
-			return nil, fmt.Errorf("broker: failover URLs mix schemes %q and %q", scheme0, u.Scheme)
+			first, scheme0 = r, u.Scheme
+		} else if r.id != first.id {
+			return nil, fmt.Errorf("broker: failover URLs mix transports: %q and %q", scheme0, u.Scheme)
 		}
 	}
-	return open(ctx, urls, opts.WithDefaults())
-}
-
-// transportKey folds TLS and non-TLS schemes of one transport together.
-func transportKey(s string) string {
-	return strings.TrimSuffix(strings.TrimSuffix(s, "s"), "+ssl")
+	return first.open(ctx, urls, opts.WithDefaults())
 }
 
 // Redact hides the password in a URL for logs and errors.
