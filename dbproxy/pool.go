@@ -134,6 +134,14 @@ func (pl *pool) acquire(ctx context.Context) (*serverConn, error) {
 		sc.used = now
 		return sc, nil
 	}
+	pl.mu.Unlock()
+	return pl.grow(ctx)
+}
+
+// grow dials a new server connection for a slot already taken in pl.sem;
+// on failure the slot is given back.
+func (pl *pool) grow(ctx context.Context) (*serverConn, error) {
+	pl.mu.Lock()
 	pl.total++
 	pl.mu.Unlock()
 	sc, err := pl.dial(ctx)
@@ -244,15 +252,8 @@ func (pl *pool) maintain(ctx context.Context, all bool) {
 		default:
 			return
 		}
-		pl.mu.Lock()
-		pl.total++
-		pl.mu.Unlock()
-		sc, err := pl.dial(ctx)
+		sc, err := pl.grow(ctx)
 		if err != nil {
-			pl.mu.Lock()
-			pl.total--
-			pl.mu.Unlock()
-			<-pl.sem
 			return
 		}
 		pl.release(sc)
