@@ -41,4 +41,14 @@
 //
 // Keys are <Prefix>{<name>} and <Prefix>{<name>}:token, in one Cluster
 // hash slot, so a Redis Cluster works as one of the Clients.
+//
+// # Marks, and work done in the lease's own round trips
+//
+// Mark records that the work a name protects is finished (the worker's
+// exactly-once guard marks a task id done); Marked reads it back from a
+// majority. On one Redis the acquisition script also reads the mark
+// (Lease.MarkSeen), and with WithPeek any other key of the caller's on the
+// same server (Locker.SameServer), so checking before working costs no
+// extra trip; MarkAndUnlock marks and releases in one script, and
+// MarkAndUnlockWith lets the caller fold its own writes into that script.
 package lock

@@ -19,7 +19,10 @@
 //	         → admit: revoked? expired? unknown task? ETA in the future
 //	           (hold in memory, or park in the broker when far off)?
 //	           rate limit? (consume.go, admit.go, eta.go, ratelimit.go)
-//	         → guard: lease, done marker, result backend (guard.go)
+//	         → guard: lease, done marker, result backend (guard.go;
+//	           with the backend on the guard's Redis, one script reads
+//	           all three and another stores the terminal state, marks
+//	           the id done and releases the lease)
 //	         → run: a bounded pool of Config.Concurrency slots, with soft
 //	           and hard time limits (runq.go, execute.go)
 //	         → store: STARTED/SUCCESS/FAILURE/RETRY/REVOKED in Celery's
