@@ -188,9 +188,13 @@ func (l *Locker) options(opts []Option) (options, error) {
 // the lock and its fencing counter share a slot; braces and '%' in the
 // name are escaped to keep the tag intact.
 func (l *Locker) key(name string) string {
-	esc := strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D").Replace(name)
+	esc := keyEscaper.Replace(name)
 	return l.prefix + "{" + esc + "}"
 }
+
+// keyEscaper is built once: building a Replacer per call was a quarter of
+// a guarded worker's allocations.
+var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
 func tokenKey(lockKey string) string { return lockKey + ":token" }
 
