@@ -9,7 +9,8 @@
 #   (c') the same with Redis results and --without-guard
 #   (d) Celery 5.2.6's prefork worker -c 2 on the same load
 #   (e) publish rate: celeriac send --count vs Python send_task, Python with
-#       and without publisher confirms (celeriac always confirms)
+#       and without publisher confirms (celeriac always confirms), and the
+#       broker's own ceiling for that message (ceiling -publish)
 #   (f) celeriac worker RSS when idle
 #   (g) RSS holding 100,000 tasks with a one-hour countdown
 #   (h) how late ETA tasks start: ETA_H tasks with a 5 s countdown (held in
@@ -78,6 +79,10 @@ cpid=$!; pids+=("$cpid")
 d=$($bench drainrate "$q" "$N")
 kill -TERM "$cpid"; wait "$cpid" 2>/dev/null || true
 
+rabbitmqctl -q purge_queue "$q" >/dev/null
+"$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" >/dev/null 2>&1
+e_ceil=$("$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n "$N" -publish)
+rabbitmqctl -q purge_queue "$q" >/dev/null
 e_go=$("$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" --count "$N" 2>/dev/null | sed -E 's/.*\(([0-9.]+) tasks\/s\).*/\1/')
 e_py=$($bench publish "$q" 5000)
 e_pyc=$(CONFIRM=1 $bench publish "$q" 2000)
@@ -116,6 +121,7 @@ cat <<TABLE
 | (d) Celery 5.2.6 prefork -c 2, no results | tasks/s | $d | $(ratio "$d" "$a") × (a); celeriac (b) = $(ratio "$b" "$d") × Celery | |
 | (e) publish: celeriac send (confirmed) vs Python send_task (unconfirmed, Celery's default) | tasks/s | $e_go vs $e_py | $(ratio "$e_go" "$e_py") × Python | ≥ 10 |
 | (e') publish: both with publisher confirms | tasks/s | $e_go vs $e_pyc | $(ratio "$e_go" "$e_pyc") × Python | |
+| (e'') publish ceiling: bare amqp091-go, same message, confirmed, all in flight | tasks/s | $e_ceil | celeriac send = $(ratio "$e_go" "$e_ceil") × ceiling; ceiling = $(ratio "$e_ceil" "$e_py") × Python | |
 | (f) celeriac worker idle | RSS MB | $(mb "$f") | | ≤ 15 |
 | (g) holding $ETA_N tasks with 1 h countdown | RSS MB | $(mb "$g") | | ≤ 150 |
 | (h) ETA tasks started after their ETA, 5 s and 40 s countdowns | lateness | $h | | within 100 ms |
