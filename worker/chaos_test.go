@@ -32,8 +32,11 @@ import (
 // The exactly-once fault-injection test. Worker processes (this test
 // binary re-executed in chaos-worker mode) run tasks whose side effect is
 // counted in Redis, while the test kill -9s them, restarts RabbitMQ, kills
-// one of the three Redlock servers and publishes duplicates. `make test`
-// runs a small size; `make chaos` (CELERIAC_CHAOS=full) a large one.
+// one of the three Redlock servers and publishes duplicates. It runs twice:
+// with leases on three Redlock servers, and with leases on the result
+// backend's own Redis, where the guard reads and writes in fused scripts
+// (lock.WithPeek, Backend.StoreAndRelease). `make test` runs a small size;
+// `make chaos` (CELERIAC_CHAOS=full) a large one.
 
 const chaosWorkerEnv = "CELERIAC_CHAOS_WORKER"
 
@@ -153,19 +156,41 @@ func (p *chaosProc) stop() {
 
 func TestChaosExactlyOnce(t *testing.T) {
 	testenv.Short(t)
-	tasks, kills, workers := 600, 6, 3
-	if os.Getenv("CELERIAC_CHAOS") == "full" {
-		tasks, kills, workers = 5000, 25, 4
+	full := os.Getenv("CELERIAC_CHAOS") == "full"
+	for _, tc := range []struct {
+		name                  string
+		redlock               bool
+		tasks, kills, workers int
+		fullTasks, fullKills  int
+	}{
+		{"redlock", true, 600, 6, 3, 5000, 25},
+		{"single-redis", false, 300, 4, 3, 5000, 25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tasks, kills, workers := tc.tasks, tc.kills, tc.workers
+			if full {
+				tasks, kills, workers = tc.fullTasks, tc.fullKills, 4
+			}
+			chaos(t, tc.redlock, tasks, kills, workers)
+		})
 	}
+}
+
+// chaos is one fault-injection run; redlock puts the leases on three
+// Redlock servers (one is killed), else on the backend's Redis.
+func chaos(t *testing.T, redlock bool, tasks, kills, workers int) {
 	node := rabbittest.Start(t)
-	var lockURLs []string
-	var lockServers []*redistest.Server
-	for range 3 {
-		s := redistest.Start(t, testenv.FreePort(t))
-		lockServers = append(lockServers, s)
-		lockURLs = append(lockURLs, s.URL())
-	}
 	backendURL := testenv.RedisURL(t)
+	lockURLs := []string{backendURL}
+	var lockServers []*redistest.Server
+	if redlock {
+		lockURLs = nil
+		for range 3 {
+			s := redistest.Start(t, testenv.FreePort(t))
+			lockServers = append(lockServers, s)
+			lockURLs = append(lockURLs, s.URL())
+		}
+	}
 	prefix := testenv.Prefix(t)
 	queue := prefix
 
@@ -238,8 +263,10 @@ func TestChaosExactlyOnce(t *testing.T) {
 			node.Restart()
 			restarts++
 		case 2:
-			lockServers[0].Kill()
-			redisKilled = true
+			if redlock {
+				lockServers[0].Kill()
+				redisKilled = true
+			}
 		case 3:
 			publishDups(5)
 		}
