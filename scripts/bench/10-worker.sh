@@ -17,7 +17,9 @@
 #       memory) and ETA_H/4 with 40 s (parked in RabbitMQ's delay ladder,
 #       back 2 s early), read from the worker's celeriac_eta_lateness_seconds
 # Drain rates count from the first message taken to the queue being empty.
-# Knobs: N (default 20000), ETA_N (default 100000), ETA_H (default 1000).
+# Drain rows (a)–(d) run REPS times, interleaved; the table shows medians.
+# Knobs: N (default 20000), ETA_N (default 100000), ETA_H (default 1000),
+# REPS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -25,6 +27,7 @@ PY=/usr/bin/python3
 N="${N:-20000}"
 ETA_N="${ETA_N:-100000}"
 ETA_H="${ETA_H:-1000}"
+REPS="${REPS:-3}"
 AMQP="${CELERIAC_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//}"
 REDIS="${CELERIAC_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export CELERY_BROKER_URL="$AMQP" PYTHONDONTWRITEBYTECODE=1
@@ -61,32 +64,55 @@ drain_celeriac() { # extra flags…
 $bench publish "$q" 1 >/dev/null
 "$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n 1 >/dev/null
 
-fill
 prefetch=$(( ( $(nproc) * 4 > 8 ? $(nproc) * 4 : 8 ) * 4 ))
 # Measured like every other row: from the first message taken to the queue
 # being empty, by the same poller.
-"$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n "$N" -prefetch "$prefetch" >/dev/null &
-cpid=$!; pids+=("$cpid")
-a=$($bench drainrate "$q" "$N")
-wait "$cpid"
-b=$(drain_celeriac)
-c=$(drain_celeriac --result-backend "$REDIS")
-c2=$(drain_celeriac --result-backend "$REDIS" --without-guard)
-fill
-$PY -m celery -A celery_bench worker -P prefork -c 2 -Q "$q" -l warning \
-  --without-gossip --without-mingle --without-heartbeat >"$tmp/celery.log" 2>&1 &
-cpid=$!; pids+=("$cpid")
-d=$($bench drainrate "$q" "$N")
-kill -TERM "$cpid"; wait "$cpid" 2>/dev/null || true
+drain_ceiling() {
+  fill
+  "$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n "$N" -prefetch "$prefetch" >/dev/null &
+  local cpid=$!
+  $bench drainrate "$q" "$N"
+  wait "$cpid"
+}
+drain_celery() {
+  fill
+  $PY -m celery -A celery_bench worker -P prefork -c 2 -Q "$q" -l warning \
+    --without-gossip --without-mingle --without-heartbeat >"$tmp/celery.log" 2>&1 &
+  local cpid=$!
+  $bench drainrate "$q" "$N"
+  kill -TERM "$cpid"; wait "$cpid" 2>/dev/null || true
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# Each drain row REPS times, interleaved so that drift on a shared machine
+# hits every row alike; the table shows the medians.
+as=() bs=() cs=() c2s=() ds=()
+for _ in $(seq "$REPS"); do
+  as+=("$(drain_ceiling)")
+  bs+=("$(drain_celeriac)")
+  cs+=("$(drain_celeriac --result-backend "$REDIS")")
+  c2s+=("$(drain_celeriac --result-backend "$REDIS" --without-guard)")
+  ds+=("$(drain_celery)")
+done
+a=$(median "${as[@]}") b=$(median "${bs[@]}") c=$(median "${cs[@]}") c2=$(median "${c2s[@]}") d=$(median "${ds[@]}")
 
-rabbitmqctl -q purge_queue "$q" >/dev/null
-"$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" >/dev/null 2>&1
-e_ceil=$("$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n "$N" -publish)
-rabbitmqctl -q purge_queue "$q" >/dev/null
-e_go=$("$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" --count "$N" 2>/dev/null | sed -E 's/.*\(([0-9.]+) tasks\/s\).*/\1/')
-e_py=$($bench publish "$q" 5000)
-e_pyc=$(CONFIRM=1 $bench publish "$q" 2000)
-rabbitmqctl -q purge_queue "$q" >/dev/null
+purge() { rabbitmqctl -q purge_queue "$q" >/dev/null; }
+pub_ceiling() {
+  purge
+  "$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" >/dev/null 2>&1
+  "$tmp/ceiling" -url "${AMQP%/}" -queue "$q" -n "$N" -publish
+}
+pub_go() {
+  purge
+  "$tmp/celeriac" send celeriac.noop -b "$AMQP" --queue "$q" --count "$N" 2>/dev/null | sed -E 's/.*\(([0-9.]+) tasks\/s\).*/\1/'
+}
+pub_py() { purge; $bench publish "$q" 5000; }
+pub_pyc() { purge; CONFIRM=1 $bench publish "$q" 2000; }
+ecs=() egs=() eps=() epcs=()
+for _ in $(seq "$REPS"); do
+  ecs+=("$(pub_ceiling)") egs+=("$(pub_go)") eps+=("$(pub_py)") epcs+=("$(pub_pyc)")
+done
+e_ceil=$(median "${ecs[@]}") e_go=$(median "${egs[@]}") e_py=$(median "${eps[@]}") e_pyc=$(median "${epcs[@]}")
+purge
 
 worker
 for _ in $(seq 1 100); do grep -q . "/proc/$wpid/status" && break; sleep 0.02; done
@@ -126,5 +152,5 @@ cat <<TABLE
 | (g) holding $ETA_N tasks with 1 h countdown | RSS MB | $(mb "$g") | | ≤ 150 |
 | (h) ETA tasks started after their ETA, 5 s and 40 s countdowns | lateness | $h | | within 100 ms |
 
-N=$N no-op tasks per drain row; prefetch $prefetch for (a)–(c'); $(nproc) CPUs; RabbitMQ $(rabbitmqctl version 2>/dev/null), Celery $($PY -c 'import celery; print(celery.__version__)').
+N=$N no-op tasks per drain row, median of $REPS interleaved runs (all: a ${as[*]}; b ${bs[*]}; c ${cs[*]}; c' ${c2s[*]}; d ${ds[*]}); prefetch $prefetch for (a)–(c'); $(nproc) CPUs; RabbitMQ $(rabbitmqctl version 2>/dev/null), Celery $($PY -c 'import celery; print(celery.__version__)').
 TABLE
