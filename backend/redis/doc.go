@@ -21,10 +21,12 @@
 // Config.Serializer = Celery's result_serializer) document with Celery's
 // fields in Celery's order — status, result, traceback, children,
 // date_done, [group_id], [parent_id], [extended fields], task_id — and
-// Python's JSON separators. Every write is Celery's sequence: GET first (a
-// stored SUCCESS is never overwritten), then MULTI, SETEX (result_expires,
-// one day by default; SET when results never expire), PUBLISH of the same
-// bytes on the key's name, EXEC. A failure's result is the exception dict
+// Python's JSON separators. A task state is written with Celery's effect —
+// a stored SUCCESS is never overwritten; otherwise SETEX (result_expires,
+// one day by default; SET when results never expire) and PUBLISH of the
+// same bytes on the key's name — but in one script, where Celery sends GET
+// and then MULTI/SETEX/PUBLISH/EXEC. StoreAndRelease adds the worker's
+// exactly-once bookkeeping to that script. A failure's result is the exception dict
 // {"exc_type", "exc_message", "exc_module"} that Python's AsyncResult.get()
 // re-raises; an exc_module Python cannot import is fine (Celery synthesizes
 // the class).
