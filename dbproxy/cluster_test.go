@@ -187,6 +187,24 @@ func startCluster() (*pgCluster, error) {
 	return c, nil
 }
 
+// proxyOverOwnReplica starts a replica for t alone (tests that stop or
+// pause it) and a trust-auth proxy over the shared primary and it.
+func proxyOverOwnReplica(t *testing.T) (*pgCluster, *pgServer, *Proxy) {
+	t.Helper()
+	cl := testCluster(t)
+	rep, err := cl.addReplica(testenv.Prefix(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rep.stop)
+	p := startProxy(t, Config{
+		Primary:  cl.primary.url("postgres", "", "postgres"),
+		Replicas: []string{rep.url("postgres", "", "postgres")},
+		AuthType: AuthTrust,
+	})
+	return cl, rep, p
+}
+
 // addReplica starts a new streaming replica of the primary.
 func (c *pgCluster) addReplica(name string) (*pgServer, error) {
 	port, err := freePort()

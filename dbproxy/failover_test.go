@@ -16,25 +16,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/celeriac/celeriac/internal/testenv"
 )
 
 // TestReplicaKilled stops a replica in the middle of a stream of reads:
 // reads carry on, on the primary, with at most the in-flight one failing.
 func TestReplicaKilled(t *testing.T) {
 	t.Parallel()
-	cl := testCluster(t)
-	rep, err := cl.addReplica(testenv.Prefix(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rep.stop)
-	p := startProxy(t, Config{
-		Primary:  cl.primary.url("postgres", "", "postgres"),
-		Replicas: []string{rep.url("postgres", "", "postgres")},
-		AuthType: AuthTrust,
-	})
+	_, rep, p := proxyOverOwnReplica(t)
 	ctx := context.Background()
 	c := connect(t, proxyURL(p, "postgres", "", "postgres"))
 	eventually(t, "reads on the replica", func() bool { return inRecovery(t, c, "SELECT pg_is_in_recovery()") })

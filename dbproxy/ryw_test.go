@@ -12,17 +12,7 @@ import (
 // wrote nothing still reads there.
 func TestReadYourWrites(t *testing.T) {
 	t.Parallel()
-	cl := testCluster(t)
-	rep, err := cl.addReplica(testenv.Prefix(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rep.stop)
-	p := startProxy(t, Config{
-		Primary:  cl.primary.url("postgres", "", "postgres"),
-		Replicas: []string{rep.url("postgres", "", "postgres")},
-		AuthType: AuthTrust,
-	})
+	cl, rep, p := proxyOverOwnReplica(t)
 	ctx := context.Background()
 	tbl := testenv.Prefix(t)
 	writer := connect(t, proxyURL(p, "postgres", "", "postgres"))
