@@ -72,14 +72,7 @@ func goWorker(t *testing.T, b broker.Broker, queue string) {
 	if err := worker.RegisterBuiltins(w); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = w.Shutdown(ctx)
-	})
+	testenv.Run(t, w)
 }
 
 func TestGoProducerGoWorker(t *testing.T) {

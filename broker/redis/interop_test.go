@@ -56,14 +56,7 @@ func goWorker(t *testing.T, brokerURL, queue, counterHash string, cfg Config, mu
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = w.Shutdown(ctx)
-	})
+	testenv.Run(t, w)
 	return w, b
 }
 
@@ -238,14 +231,7 @@ func TestInteropControlAndEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = w.Shutdown(ctx)
-	})
+	testenv.Run(t, w)
 	app := celerytest.New(t, celerytest.Config{Broker: url, Queue: q})
 	out := app.Exec(`
 import json, socket
