@@ -3,6 +3,7 @@ package amqp_test
 import (
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"testing"
 )
@@ -15,6 +16,23 @@ type proxy struct {
 	mu     sync.Mutex
 	conns  []net.Conn
 	wg     sync.WaitGroup
+}
+
+// proxiedURL puts a proxy in front of the broker at rawURL and returns
+// the proxy and a URL that goes through it.
+func proxiedURL(t *testing.T, rawURL string) (*proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5672")
+	}
+	px := newProxy(t, host)
+	u.Host = px.addr()
+	return px, u.String()
 }
 
 func newProxy(t *testing.T, target string) *proxy {

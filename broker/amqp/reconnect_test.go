@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
@@ -23,16 +22,10 @@ func TestReconnect(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t)
 	pub, rawURL := open(t, broker.Options{})
-	u, _ := url.Parse(rawURL)
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "5672")
-	}
-	px := newProxy(t, host)
-	u.Host = px.addr()
+	px, proxied := proxiedURL(t, rawURL)
 	reconnected := make(chan string, 10)
 	disconnected := make(chan error, 10)
-	b := openWith(t, pub.rec, []string{u.String()}, broker.Options{MinBackoff: 20 * time.Millisecond, Hooks: broker.Hooks{
+	b := openWith(t, pub.rec, []string{proxied}, broker.Options{MinBackoff: 20 * time.Millisecond, Hooks: broker.Hooks{
 		OnReconnect:  func(url string) { reconnected <- url },
 		OnDisconnect: func(err error) { disconnected <- err },
 	}})
@@ -152,14 +145,8 @@ func TestPublishAcrossReconnect(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t)
 	direct, rawURL := open(t, broker.Options{})
-	u, _ := url.Parse(rawURL)
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "5672")
-	}
-	px := newProxy(t, host)
-	u.Host = px.addr()
-	b := openWith(t, direct.rec, []string{u.String()}, broker.Options{MinBackoff: 20 * time.Millisecond})
+	px, proxied := proxiedURL(t, rawURL)
+	b := openWith(t, direct.rec, []string{proxied}, broker.Options{MinBackoff: 20 * time.Millisecond})
 	q := broker.TaskQueue(testenv.Prefix(t))
 	if err := direct.Declare(ctx, q); err != nil {
 		t.Fatal(err)
